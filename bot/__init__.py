@@ -1,0 +1,1 @@
+"""PayFlow ChatOps bot: run PayFlow production from Slack, safely."""

@@ -1,0 +1,62 @@
+"""The Bolt app: verify (Bolt's signature check), ack at once, hand the work on.
+
+`process_before_response=True` sends the response as soon as the listener returns, instead of
+Bolt's default of polling every 10 ms for the ack; so the listener must only parse and queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.dispatch import Dispatcher, Invocation
+from bot.jobs import Jobs
+from bot.slack import SlackGateway
+
+log = logging.getLogger(__name__)
+
+
+def invocation(command: dict[str, Any]) -> Invocation:
+    return Invocation(
+        user_id=str(command.get("user_id", "")),
+        channel_id=str(command.get("channel_id", "")),
+        channel_name=command.get("channel_name"),
+        text=str(command.get("text", "")),
+        response_url=command.get("response_url"),
+    )
+
+
+def build_bolt(
+    dispatcher: Dispatcher,
+    jobs: Jobs,
+    slack: SlackGateway,
+    *,
+    signing_secret: str | None,
+    command: str = "/payflow",
+    verify_requests: bool = True,
+) -> AsyncApp:
+    app = AsyncApp(
+        client=slack.client,
+        signing_secret=signing_secret or "",
+        process_before_response=True,
+        request_verification_enabled=verify_requests,
+        logger=logging.getLogger("slack_bolt"),
+    )
+
+    @app.command(command)
+    async def on_command(ack: Any, command: dict[str, Any]) -> None:
+        accepted = dispatcher.accept(invocation(command))
+        if accepted.ack is None:
+            await ack()
+        else:
+            await ack(text=accepted.ack.text, blocks=accepted.ack.blocks)
+        if accepted.work is not None:
+            jobs.submit(accepted.work)
+
+    @app.error
+    async def on_error(error: Exception) -> None:
+        log.exception("unhandled error in a Slack listener", exc_info=error)
+
+    return app

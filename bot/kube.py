@@ -1,0 +1,325 @@
+"""Kubernetes gateway: the only module that talks to the API server.
+
+The official client is blocking, so every call runs in a small thread pool with an explicit
+timeout. Responses are read as raw JSON (`_preload_content=False`) and turned into our own
+small types: the generated models cost far more CPU than we need, and that CPU would be taken
+from the event loop that acks Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class KubeError(Exception):
+    """The API server refused or could not be reached; `str()` is fit to show a user."""
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """The object changed since we read it (409) or a JSON-patch test failed (422)."""
+
+
+class Unreachable(KubeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Condition:
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    labels: dict[str, str]
+    ready: bool
+    restarts: int
+    waiting_reason: str | None
+    phase: str
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    desired: int
+    ready: int
+    updated: int
+    available: int
+    total: int
+    image: str | None
+    generation: int
+    observed_generation: int
+    selector: dict[str, str]
+    resource_version: str
+    conditions: dict[str, Condition] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        """The version part of the image: a tag, or the digest for `repo@sha256:…`."""
+        if not self.image:
+            return None
+        if "@" in self.image:
+            return self.image.split("@", 1)[1]
+        last = self.image.rsplit("/", 1)[-1]
+        return last.split(":", 1)[1] if ":" in last else "latest"
+
+    @property
+    def deadline_exceeded(self) -> bool:
+        progressing = self.conditions.get("Progressing")
+        return bool(progressing and progressing.reason == "ProgressDeadlineExceeded")
+
+    @property
+    def rollout_complete(self) -> bool:
+        """`kubectl rollout status`'s rule: the controller saw the spec and all pods are new and available."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == self.desired
+            and self.total == self.updated
+            and self.available == self.desired
+        )
+
+    def owns(self, pod: PodState) -> bool:
+        return bool(self.selector) and all(pod.labels.get(k) == v for k, v in self.selector.items())
+
+
+@dataclass(frozen=True)
+class IngressState:
+    name: str
+    resource_version: str
+    backends: dict[tuple[str | None, str], str]  # (host, path) -> Service name
+
+    def backend(self, host: str | None, path: str) -> str | None:
+        return self.backends.get((host, path))
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    resource_version: str
+    selector: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    replicas: int
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything `status` needs, read in one round of parallel list calls."""
+
+    deployments: dict[str, DeploymentState]
+    pods: list[PodState]
+    ingresses: dict[str, IngressState]
+    services: dict[str, ServiceState]
+
+
+def _deployment(obj: dict[str, Any]) -> DeploymentState:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {}) or {}
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    return DeploymentState(
+        name=meta["name"],
+        desired=int(spec.get("replicas", 1) or 0),
+        ready=int(status.get("readyReplicas", 0) or 0),
+        updated=int(status.get("updatedReplicas", 0) or 0),
+        available=int(status.get("availableReplicas", 0) or 0),
+        total=int(status.get("replicas", 0) or 0),
+        image=containers[0].get("image") if containers else None,
+        generation=int(meta.get("generation", 0) or 0),
+        observed_generation=int(status.get("observedGeneration", 0) or 0),
+        selector=dict(spec.get("selector", {}).get("matchLabels", {}) or {}),
+        resource_version=str(meta.get("resourceVersion", "")),
+        conditions={
+            c["type"]: Condition(c.get("status", ""), c.get("reason", ""), c.get("message", ""))
+            for c in status.get("conditions", []) or []
+        },
+    )
+
+
+def _pod(obj: dict[str, Any]) -> PodState:
+    meta, status = obj.get("metadata", {}), obj.get("status", {}) or {}
+    statuses = status.get("containerStatuses", []) or []
+    waiting = next(
+        (s["state"]["waiting"].get("reason") for s in statuses if (s.get("state") or {}).get("waiting")),
+        None,
+    )
+    return PodState(
+        name=meta["name"],
+        labels=dict(meta.get("labels", {}) or {}),
+        ready=bool(statuses) and all(s.get("ready") for s in statuses),
+        restarts=sum(int(s.get("restartCount", 0) or 0) for s in statuses),
+        waiting_reason=waiting,
+        phase=status.get("phase", "Unknown"),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _ingress(obj: dict[str, Any]) -> IngressState:
+    backends: dict[tuple[str | None, str], str] = {}
+    for rule in obj.get("spec", {}).get("rules", []) or []:
+        for path in (rule.get("http") or {}).get("paths", []) or []:
+            service = ((path.get("backend") or {}).get("service") or {}).get("name")
+            if service:
+                backends[(rule.get("host"), path.get("path", "/"))] = service
+    meta = obj["metadata"]
+    return IngressState(meta["name"], str(meta.get("resourceVersion", "")), backends)
+
+
+def _service(obj: dict[str, Any]) -> ServiceState:
+    meta = obj["metadata"]
+    return ServiceState(
+        meta["name"], str(meta.get("resourceVersion", "")), dict(obj.get("spec", {}).get("selector") or {})
+    )
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or exc.reason or str(exc.status)
+    except (ValueError, AttributeError):
+        return exc.reason or str(exc.status)
+
+
+class Kube:
+    def __init__(self, api_client: k8s.ApiClient, namespace: str, *, timeout: float = 5.0, workers: int = 8):
+        self.namespace = namespace
+        self._api = api_client
+        self._apps = k8s.AppsV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._net = k8s.NetworkingV1Api(api_client)
+        self._version = k8s.VersionApi(api_client)
+        self._timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._inflight: asyncio.Future[Snapshot] | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        namespace: str,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        timeout: float = 5.0,
+    ) -> Kube:
+        """From a kubeconfig file when given, else the in-cluster service account."""
+        if kubeconfig:
+            api = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+        else:
+            k8s_config.load_incluster_config()
+            api = k8s.ApiClient()
+        return cls(api, namespace, timeout=timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one client call in the pool; returns parsed JSON (or text for logs)."""
+
+        def call() -> Any:
+            try:
+                resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise NotFound(_reason(exc)) from None
+                if exc.status in (409, 422):
+                    raise Conflict(_reason(exc)) from None
+                if exc.status in (401, 403):
+                    raise KubeError(f"Kubernetes refused the bot's credentials ({exc.status})") from None
+                raise KubeError(f"Kubernetes answered {exc.status}: {_reason(exc)}") from None
+            except Exception as exc:  # urllib3 connection and timeout errors
+                raise Unreachable(f"Kubernetes API not reachable: {type(exc).__name__}") from None
+            data = resp.data
+            return json.loads(data) if data else None
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def ping(self) -> str:
+        info = await self._call(self._version.get_code)
+        return str(info.get("gitVersion", "?"))
+
+    async def deployments(self) -> dict[str, DeploymentState]:
+        data = await self._call(self._apps.list_namespaced_deployment, self.namespace)
+        return {d.name: d for d in map(_deployment, data.get("items", []))}
+
+    async def deployment(self, name: str) -> DeploymentState:
+        return _deployment(await self._call(self._apps.read_namespaced_deployment, name, self.namespace))
+
+    async def pods(self, label_selector: str | None = None) -> list[PodState]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        data = await self._call(self._core.list_namespaced_pod, self.namespace, **kwargs)
+        return [_pod(p) for p in data.get("items", [])]
+
+    async def ingresses(self) -> dict[str, IngressState]:
+        data = await self._call(self._net.list_namespaced_ingress, self.namespace)
+        return {i.name: i for i in map(_ingress, data.get("items", []))}
+
+    async def services(self) -> dict[str, ServiceState]:
+        data = await self._call(self._core.list_namespaced_service, self.namespace)
+        return {s.name: s for s in map(_service, data.get("items", []))}
+
+    async def snapshot(self) -> Snapshot:
+        """One parallel read of the namespace; concurrent callers share a read already in flight."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+        self._inflight = future
+        try:
+            deployments, pods, ingresses, services = await asyncio.gather(
+                self.deployments(), self.pods(), self.ingresses(), self.services()
+            )
+            snap = Snapshot(deployments, pods, ingresses, services)
+            future.set_result(snap)
+            return snap
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: sharers re-raise it themselves
+            raise
+        finally:
+            self._inflight = None
+
+    async def read_scale(self, deployment: str) -> ScaleState:
+        data = await self._call(self._apps.read_namespaced_deployment_scale, deployment, self.namespace)
+        return ScaleState(
+            int(data.get("spec", {}).get("replicas", 0) or 0), data["metadata"]["resourceVersion"]
+        )
+
+    async def write_scale(self, deployment: str, replicas: int, expected: int) -> ScaleState:
+        """Set replicas only if they are still `expected` (else Conflict).
+
+        A JSON-patch `test` of spec.replicas, not the resourceVersion: status updates bump the
+        resourceVersion all through a rollout, and must not make a scale fail.
+        """
+        patch = [
+            {"op": "test", "path": "/spec/replicas", "value": expected},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]
+        data = await self._call(
+            self._apps.patch_namespaced_deployment_scale,
+            deployment,
+            self.namespace,
+            patch,
+            _content_type=JSON_PATCH,
+        )
+        return ScaleState(int(data["spec"]["replicas"]), data["metadata"]["resourceVersion"])

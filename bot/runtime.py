@@ -1,0 +1,65 @@
+"""Wires settings and catalog into one running bot: the same assembly serves `serve`, the
+console and the tests, so what is tested is what runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.app import build_bolt
+from bot.config import Catalog
+from bot.dispatch import Dispatcher
+from bot.jobs import Jobs
+from bot.kube import Kube
+from bot.policy import Policy
+from bot.settings import Settings
+from bot.slack import SlackGateway, make_client
+from bot.store import Store, open_store
+from bot.telemetry import Telemetry
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    kube: Kube
+    slack: SlackGateway
+    jobs: Jobs
+    telemetry: Telemetry
+    dispatcher: Dispatcher
+    bolt: AsyncApp
+
+    async def close(self) -> None:
+        await self.jobs.drain(timeout=30)
+        await self.store.close()
+        self.kube.close()
+
+
+def build_runtime(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    store: Store | None = None,
+    kube: Kube | None = None,
+    verify_requests: bool = True,
+) -> Runtime:
+    store = store or open_store(settings.redis_url)
+    kube = kube or Kube.connect(
+        catalog.namespace, kubeconfig=settings.kubeconfig, context=catalog.env.kube_context
+    )
+    slack = SlackGateway(make_client(settings.slack_bot_token, settings.slack_api_url))
+    telemetry = Telemetry()
+    jobs = Jobs()
+    policy = Policy(catalog, slack.group_members)
+    dispatcher = Dispatcher(catalog, kube, store, slack, policy, telemetry)
+    bolt = build_bolt(
+        dispatcher,
+        jobs,
+        slack,
+        signing_secret=settings.slack_signing_secret,
+        command=settings.command,
+        verify_requests=verify_requests,
+    )
+    return Runtime(settings, catalog, store, kube, slack, jobs, telemetry, dispatcher, bolt)

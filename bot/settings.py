@@ -1,0 +1,61 @@
+"""Process settings from the environment (the contract other tools rely on). Secrets never
+appear in repr, logs or error messages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    prometheus_url: str | None = None
+    kubeconfig: str | None = None
+    config_path: str | None = None
+    command: str = "/payflow"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        return cls(
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_app_token=get("SLACK_APP_TOKEN"),
+            slack_api_url=get("SLACK_API_URL"),
+            redis_url=get("REDIS_URL"),
+            prometheus_url=get("PROMETHEUS_URL"),
+            kubeconfig=get("KUBECONFIG"),
+            config_path=get("PAYFLOW_CONFIG"),
+        )
+
+    def problems_for_serve(self, socket_mode: bool) -> list[str]:
+        problems = []
+        if not self.slack_bot_token:
+            problems.append(
+                "SLACK_BOT_TOKEN is not set: the bot token (xoxb-…) from the app's OAuth & Permissions page"
+            )
+        elif not self.slack_bot_token.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN does not look like a bot token (it should start with xoxb-)")
+        if socket_mode:
+            if not self.slack_app_token:
+                problems.append(
+                    "--socket-mode needs SLACK_APP_TOKEN: an app-level token (xapp-…) with connections:write"
+                )
+            elif not self.slack_app_token.startswith("xapp-"):
+                problems.append(
+                    "SLACK_APP_TOKEN does not look like an app-level token (it should start with xapp-)"
+                )
+        elif not self.slack_signing_secret:
+            problems.append(
+                "SLACK_SIGNING_SECRET is not set: the signing secret from the app's Basic Information page"
+            )
+        return problems

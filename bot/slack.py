@@ -1,0 +1,95 @@
+"""Slack Web API gateway: post, update in place, answer a slash command, read user groups.
+
+Every outgoing message is redacted here, whatever produced it. Rate limits (429) are retried
+after Retry-After by slack_sdk; nothing else is retried, so a message is never posted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.blocks import Message
+from bot.redact import redact, redact_blocks
+
+log = logging.getLogger(__name__)
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+class SlackError(Exception):
+    """Slack refused a call; `code` is Slack's error string, e.g. not_in_channel."""
+
+    def __init__(self, method: str, code: str):
+        super().__init__(f"Slack {method} failed: {code}")
+        self.method = method
+        self.code = code
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    channel: str
+    ts: str
+
+
+def make_client(token: str | None, base_url: str | None = None, timeout: int = 10) -> AsyncWebClient:
+    base = base_url or SLACK_API_URL
+    client = AsyncWebClient(token=token, base_url=base if base.endswith("/") else base + "/", timeout=timeout)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def _payload(message: Message) -> dict:
+    payload: dict = {"text": redact(message.text)}
+    if message.blocks:
+        payload["blocks"] = redact_blocks(message.blocks)
+    return payload
+
+
+class SlackGateway:
+    def __init__(self, client: AsyncWebClient):
+        self.client = client
+
+    async def _call(self, method: str, **kwargs: object) -> dict:
+        try:
+            resp = await self.client.api_call(method, json=kwargs)
+        except SlackApiError as exc:
+            raise SlackError(method, str(exc.response.get("error", "unknown_error"))) from None
+        return dict(resp.data) if isinstance(resp.data, dict) else {}
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> MessageRef:
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        data = await self._call("chat.postMessage", channel=channel, **_payload(message), **extra)
+        return MessageRef(str(data["channel"]), str(data["ts"]))
+
+    async def update(self, ref: MessageRef, message: Message) -> None:
+        await self._call("chat.update", channel=ref.channel, ts=ref.ts, **_payload(message))
+
+    async def ephemeral(self, channel: str, user: str, message: Message) -> None:
+        await self._call("chat.postEphemeral", channel=channel, user=user, **_payload(message))
+
+    async def permalink(self, ref: MessageRef) -> str | None:
+        try:
+            resp = await self.client.chat_getPermalink(channel=ref.channel, message_ts=ref.ts)
+        except SlackApiError:
+            return None
+        return resp.get("permalink")
+
+    async def respond(self, response_url: str, message: Message, *, public: bool = False) -> None:
+        """Answer a slash command through its response_url: works even where the bot is not a member."""
+        body = {"response_type": "in_channel" if public else "ephemeral", **_payload(message)}
+        resp = await AsyncWebhookClient(response_url, timeout=10).send_dict(body)
+        if resp.status_code != 200:
+            raise SlackError("response_url", f"HTTP {resp.status_code}")
+
+    async def group_members(self, group_id: str) -> frozenset[str]:
+        try:
+            resp = await self.client.usergroups_users_list(usergroup=group_id)
+        except SlackApiError as exc:
+            raise SlackError("usergroups.users.list", str(exc.response.get("error"))) from None
+        return frozenset(resp.get("users", []))

@@ -1,0 +1,47 @@
+"""`/payflow scale <service> <replicas>`: the live color, through the scale subresource, with
+the resourceVersion we read, so a concurrent change makes us stop instead of overwrite."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.commands import Scale
+from bot.kube import Conflict
+from bot.topology import live_color, traffic_label
+from bot.views import Notice, Reply, Scaled
+from handlers.base import Context, Refused, lock_key
+
+
+async def refuse_if_locked(ctx: Context, service: str) -> None:
+    lock = await ctx.store.get(lock_key(service))
+    if lock:
+        raise Refused(
+            f"{service} is locked by <@{lock.get('by', '?')}> since {lock.get('since', '?')}: "
+            f"{lock.get('reason', 'no reason given')}. Nothing was changed."
+        )
+
+
+async def scale(cmd: Scale, ctx: Context) -> Reply:
+    await refuse_if_locked(ctx, cmd.service)
+    ingresses, services = await asyncio.gather(ctx.kube.ingresses(), ctx.kube.services())
+    color = live_color(ctx.catalog, cmd.service, ingresses, services)
+    if color is None:
+        raise Refused(
+            f"Cannot tell which color of {cmd.service} is live ({traffic_label(ctx.catalog, cmd.service)} "
+            "points at neither), so nothing was scaled."
+        )
+    deployment = ctx.catalog.deployment_name(cmd.service, color)
+    current = await ctx.kube.read_scale(deployment)
+    if current.replicas == cmd.replicas:
+        text = f"{cmd.service} ({color}) already runs {cmd.replicas} replicas; nothing to do."
+        return Reply(Notice(text), detail="no change")
+    try:
+        await ctx.kube.write_scale(deployment, cmd.replicas, expected=current.replicas)
+    except Conflict:
+        raise Refused(
+            f"Someone else changed the replicas of {deployment} while we were scaling it; "
+            "nothing was changed. "
+            "Check `/payflow status` and try again."
+        ) from None
+    view = Scaled(ctx.actor, cmd.service, color, current.replicas, cmd.replicas)
+    return Reply(view, public=True, detail=f"{color} {current.replicas} → {cmd.replicas}")

@@ -1,0 +1,53 @@
+"""People and channels of the console and `make run`: enough roles to try every command,
+including a second person to approve a switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Catalog, Channels, Members, Roles
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    id: str
+    name: str
+    role: str
+
+
+USERS = (
+    DemoUser("U0ALICE", "alice", "operator"),
+    DemoUser("U0BOB", "bob", "approver"),
+    DemoUser("U0CAROL", "carol", "admin"),
+    DemoUser("U0DAVE", "dave", "viewer"),
+)
+OPS_CHANNEL_ID = "C0PAYFLOWOPS"
+OPS_CHANNEL_NAME = "payflow-ops"
+APPROVERS_GROUP = "S0APPROVERS"
+
+
+def user(name_or_id: str) -> DemoUser | None:
+    key = name_or_id.lstrip("@")
+    return next((u for u in USERS if key in (u.id, u.name)), None)
+
+
+def demo_catalog(base: Catalog) -> Catalog:
+    """The catalog with demo roles; bob is an approver through a user group, as in most workspaces."""
+    roles = Roles(
+        viewer=Members(users=["*"]),
+        operator=Members(users=["U0ALICE"]),
+        approver=Members(groups=[APPROVERS_GROUP]),
+        admin=Members(users=["U0CAROL"]),
+    )
+    channels = Channels(
+        commands=[OPS_CHANNEL_ID],
+        allow_dms=False,
+        approvals="#payflow-approvals",
+        digests=f"#{OPS_CHANNEL_NAME}",
+        alerts="#payflow-alerts",
+        audit="#payflow-audit",
+    )
+    return base.model_copy(update={"roles": roles, "channels": channels})
+
+
+USERGROUPS = {APPROVERS_GROUP: ["U0BOB"]}

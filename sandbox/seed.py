@@ -1,0 +1,115 @@
+"""Fill a sandbox cluster with the catalog's PayFlow: both colors of every service, blue live
+with three replicas, green idle at zero, the way the guide leaves a cluster after a bake."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bot.config import COLORS, Catalog, Color
+
+SEED_VERSION = "v1.0.0"
+LIVE: Color = "blue"
+
+
+def _labels(service: str, color: Color) -> dict[str, str]:
+    return {"app": service, "color": color}
+
+
+def deployment(catalog: Catalog, service: str, color: Color, version: str = SEED_VERSION) -> dict[str, Any]:
+    spec = catalog.service(service)
+    labels = _labels(service, color)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": catalog.deployment_name(service, color),
+            "namespace": catalog.namespace,
+            "labels": {**labels, "app.kubernetes.io/part-of": "payflow"},
+        },
+        "spec": {
+            "replicas": spec.replicas if color == LIVE else 0,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": catalog.container_name(service),
+                            "image": f"{catalog.image_repository(service)}:{version}",
+                            "ports": [{"containerPort": spec.port}],
+                            "readinessProbe": {"httpGet": {"path": spec.health_path, "port": spec.port}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def k8s_service(catalog: Catalog, service: str, color: Color) -> dict[str, Any]:
+    port = catalog.service(service).port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": catalog.k8s_service_name(service, color), "namespace": catalog.namespace},
+        "spec": {"selector": _labels(service, color), "ports": [{"port": port, "targetPort": port}]},
+    }
+
+
+def traffic_objects(catalog: Catalog) -> list[tuple[str, dict[str, Any]]]:
+    """Ingresses (grouped by name and host) and selector Services that send traffic to blue."""
+    ingresses: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
+    objects: list[tuple[str, dict[str, Any]]] = []
+    for name, spec in catalog.services.items():
+        traffic = spec.traffic
+        if traffic.kind == "ingress":
+            path = {
+                "path": traffic.path,
+                "pathType": "Prefix",
+                "backend": {
+                    "service": {"name": catalog.k8s_service_name(name, LIVE), "port": {"number": spec.port}}
+                },
+            }
+            ingresses.setdefault(traffic.name, {}).setdefault(traffic.host, []).append(path)
+        else:
+            selector = {"app": name, traffic.selector_key: LIVE}
+            body = {"selector": selector, "ports": [{"port": spec.port, "targetPort": spec.port}]}
+            meta = {"name": traffic.name, "namespace": catalog.namespace}
+            objects.append(
+                ("Service", {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": body})
+            )
+    for ingress, hosts in ingresses.items():
+        rules = [{**({"host": h} if h else {}), "http": {"paths": paths}} for h, paths in hosts.items()]
+        meta = {"name": ingress, "namespace": catalog.namespace}
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": meta,
+            "spec": {"rules": rules},
+        }
+        objects.append(("Ingress", body))
+    return objects
+
+
+def seed(cluster: Any, catalog: Catalog) -> Any:
+    for service in catalog.services:
+        for color in COLORS:
+            cluster.create("Deployment", deployment(catalog, service, color))
+            cluster.create("Service", k8s_service(catalog, service, color))
+    for kind, obj in traffic_objects(catalog):
+        cluster.create(kind, obj)
+    return cluster
+
+
+def wait_until_ready(cluster: Any, catalog: Catalog, timeout: float = 10.0) -> None:
+    """Block until every seeded deployment has all its pods ready (the controller runs in the
+    server's ticker), so a fresh sandbox starts in the steady state the guide describes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = cluster.list("Deployment", catalog.namespace)
+        if all((d.get("status", {}).get("readyReplicas") or 0) == d["spec"]["replicas"] for d in items):
+            return
+        time.sleep(0.02)
+    raise TimeoutError("sandbox deployments did not become ready")

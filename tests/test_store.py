@@ -1,0 +1,700 @@
+# ruff: noqa: E402  (the repo root goes on sys.path before the project imports)
+"""The store contract, run against both backends so they provably behave the same.
+
+Behavioural tests take the ``backend`` fixture (``memory`` and ``redis``, a real private
+redis-server); outage, reconnect and secret-hygiene tests are Redis-only. No test asserts on
+timing: expiry is awaited by polling against a generous deadline.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # `pytest tests/...` without an installed package
+    sys.path.insert(0, _ROOT)
+
+import asyncio
+import re
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import pytest
+
+from bot.store import (
+    KEEP_TTL,
+    MAX_AUDIT_LIMIT,
+    AuditEntry,
+    CasResult,
+    MemoryStore,
+    RedisStore,
+    Store,
+    StoreUnavailable,
+    open_store,
+)
+from tests.support.redis_server import RedisServer, redis_server_fixture
+
+T = TypeVar("T")
+SECRET = "s3cr3t/pa ss"  # characters that need URL-quoting, to test both spellings are scrubbed
+
+redis_server = redis_server_fixture(scope="session")
+
+
+@dataclass
+class Backend:
+    """Opens a fresh store of one kind inside a fresh event loop for each `run`."""
+
+    name: str
+    open: Callable[[], Store]
+
+    def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
+        async def main() -> T:
+            store = self.open()
+            try:
+                return await body(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "memory":
+        return Backend("memory", MemoryStore)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flush()
+    return Backend("redis", lambda: RedisStore(server.url))
+
+
+@pytest.fixture
+def fresh_redis(redis_server: RedisServer) -> RedisServer:
+    redis_server.flush()
+    return redis_server
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A password-protected server of its own, which the test may stop and start."""
+    with RedisServer(password=SECRET) as server:
+        yield server
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+# --------------------------------------------------------------------------------------------
+# Audit trail
+
+
+def test_audit_round_trips_newest_first(backend: Backend) -> None:
+    written = [
+        AuditEntry("U1", "status", "ok"),
+        AuditEntry("U2", "scale", "denied", target="api", detail="not in role", channel="C123"),
+        AuditEntry(
+            "payflow-bot",
+            "deploy.approve",
+            "ok",
+            target="ledger",
+            permalink="https://x.slack.com/archives/C1/p1",
+            at=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))),
+        ),
+    ]
+
+    async def body(store: Store) -> None:
+        ids = [await store.append_audit(e) for e in written]
+        assert all(re.fullmatch(r"\d+-\d+", i) for i in ids)
+        assert [id_key(i) for i in ids] == sorted({id_key(i) for i in ids})  # strictly increasing
+        got = await store.audit()
+        assert got == [replace(e, id=i) for e, i in zip(written, ids, strict=True)][::-1]
+        assert got[0].at == datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
+        assert got[0].at.tzinfo is UTC
+
+    backend.run(body)
+
+
+def test_audit_filters_by_target_and_limits(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        assert await store.audit() == []
+        for i in range(30):
+            await store.append_audit(
+                AuditEntry("U1", "scale", "ok", target="api" if i % 2 else "ledger", detail=str(i))
+            )
+        api = await store.audit(target="api", limit=5)
+        assert [e.detail for e in api] == ["29", "27", "25", "23", "21"]
+        assert [e.detail for e in await store.audit(limit=3)] == ["29", "28", "27"]
+        assert len(await store.audit(limit=MAX_AUDIT_LIMIT)) == 30
+        assert await store.audit(target="nope") == []
+
+    backend.run(body)
+
+
+def test_audit_filtered_scan_is_capped(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.append_audit(AuditEntry("U1", "scale", "ok", target="rare"))
+        for _ in range(25):
+            await store.append_audit(AuditEntry("U1", "status", "ok", target="busy"))
+        store.audit_scan_cap = 25  # the rare entry is the 26th newest: out of reach
+        assert await store.audit(target="rare") == []
+        assert len(await store.audit(target="busy", limit=100)) == 25
+        store.audit_scan_cap = 26
+        assert [e.target for e in await store.audit(target="rare")] == ["rare"]
+
+    backend.run(body)
+
+
+def test_audit_ignores_a_caller_supplied_id(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        entry_id = await store.append_audit(AuditEntry("U1", "status", "ok", id="999-0"))
+        assert entry_id != "999-0"
+        assert [e.id for e in await store.audit()] == [entry_id]
+
+    backend.run(body)
+
+
+def test_audit_entry_validates_and_normalises() -> None:
+    assert AuditEntry("U1", "scale", "ok", target="", channel="").target is None
+    with pytest.raises(ValueError, match="actor"):
+        AuditEntry("", "scale", "ok")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        AuditEntry("U1", "scale", "ok", at=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="target"):
+        AuditEntry("U1", "scale", "ok", target=5)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+ODD_RECORD = {
+    "big": 2**63 + 1,  # beyond a double: must never pass through cjson.encode
+    "empty_list": [],
+    "empty_obj": {},
+    "text": 'üñí😀 "quoted" / back\\slash \u2028 \x00 tab\t',
+    "nested": [{"a": None, "b": [1, 2.5, True]}],
+    "float": 0.1,
+}
+
+
+def test_get_put_round_trip(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        assert await store.get("change:1") is None
+        await store.put("change:1", ODD_RECORD)
+        got = await store.get("change:1")
+        assert got == ODD_RECORD
+        assert got is not None
+        got["big"] = 0  # the caller's copy is its own
+        assert await store.get("change:1") == ODD_RECORD
+        await store.put("change:1", {"state": "done"})
+        assert await store.get("change:1") == {"state": "done"}
+
+    backend.run(body)
+
+
+def test_create_only_if_absent(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        assert await store.create("claim:digest:2026-03-01", {"by": "replica-a"}) is True
+        assert await store.create("claim:digest:2026-03-01", {"by": "replica-b"}) is False
+        assert await store.get("claim:digest:2026-03-01") == {"by": "replica-a"}
+        assert await store.delete("claim:digest:2026-03-01") is True
+        assert await store.create("claim:digest:2026-03-01", {"by": "replica-b"}) is True
+
+    backend.run(body)
+
+
+def test_compare_and_set_win_and_lose(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.put("approval:7", {"state": "pending", "by": None})
+        won = await store.compare_and_set("approval:7", "state", "pending", {"state": "approved", "by": "U1"})
+        assert won == CasResult(True, {"state": "approved", "by": "U1"})
+        assert won
+        lost = await store.compare_and_set(
+            "approval:7", "state", "pending", {"state": "approved", "by": "U2"}
+        )
+        assert lost == CasResult(False, {"state": "approved", "by": "U1"})  # the late clicker sees who won
+        assert not lost
+        absent = await store.compare_and_set("approval:8", "state", "pending", {"state": "approved"})
+        assert absent == CasResult(False, None)
+        assert await store.get("approval:8") is None  # CAS never creates
+
+    backend.run(body)
+
+
+TYPED = {"n": 1, "f": 1.0, "b": True, "s": "1", "z": None, "big": 2**60}
+
+
+@pytest.mark.parametrize(
+    ("field", "expected", "match"),
+    [
+        ("n", 1, True),
+        ("n", True, False),
+        ("n", "1", False),
+        ("n", None, False),
+        ("f", 1, True),
+        ("b", True, True),
+        ("b", 1, False),
+        ("b", False, False),
+        ("s", "1", True),
+        ("s", 1, False),
+        ("z", None, True),
+        ("missing", None, True),
+        ("missing", "x", False),
+        ("big", 2**53 - 1, False),
+    ],
+)
+def test_field_comparison_is_typed(backend: Backend, field: str, expected: Any, match: bool) -> None:
+    async def body(store: Store) -> None:
+        await store.put("rec", TYPED)
+        result = await store.compare_and_set("rec", field, expected, {"replaced": True})
+        assert result.won is match
+        assert result.current == ({"replaced": True} if match else TYPED)
+        await store.put("rec", TYPED)
+        assert await store.delete("rec", if_field=field, equals=expected) is match
+
+    backend.run(body)
+
+
+def test_compare_and_set_keeps_json_exact(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.put("rec", {"state": "a", **ODD_RECORD})
+        lost = await store.compare_and_set("rec", "state", "b", {"state": "c"})
+        assert lost.current == {"state": "a", **ODD_RECORD}
+        won = await store.compare_and_set("rec", "text", ODD_RECORD["text"], {"state": "b", **ODD_RECORD})
+        assert won.won
+        assert await store.get("rec") == {"state": "b", **ODD_RECORD}
+
+    backend.run(body)
+
+
+def test_concurrent_compare_and_set_has_one_winner(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.put("change:42", {"state": "awaiting_approval"})
+        results = await asyncio.gather(
+            *(
+                store.compare_and_set(
+                    "change:42", "state", "awaiting_approval", {"state": "switching", "by": f"U{i}"}
+                )
+                for i in range(50)
+            )
+        )
+        winners = [r for r in results if r.won]
+        assert len(winners) == 1
+        assert all(r.current == winners[0].current for r in results)
+        assert await store.get("change:42") == winners[0].current
+
+    backend.run(body)
+
+
+def test_concurrent_create_has_one_winner(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        created = await asyncio.gather(
+            *(store.create("lock:api", {"owner": f"U{i}"}, ttl=60) for i in range(50))
+        )
+        assert created.count(True) == 1
+
+    backend.run(body)
+
+
+def test_concurrent_compare_and_set_across_connections(fresh_redis: RedisServer) -> None:
+    """Separate clients (as two bot replicas would be) still produce exactly one winner."""
+
+    async def main() -> None:
+        stores = [RedisStore(fresh_redis.url) for _ in range(5)]
+        try:
+            await stores[0].put("change:9", {"state": "awaiting_approval"})
+            results = await asyncio.gather(
+                *(
+                    stores[i % 5].compare_and_set(
+                        "change:9", "state", "awaiting_approval", {"state": "switching", "by": f"U{i}"}
+                    )
+                    for i in range(50)
+                )
+            )
+            assert sum(r.won for r in results) == 1
+            creates = await asyncio.gather(*(stores[i % 5].create("claim:slot", {"i": i}) for i in range(50)))
+            assert creates.count(True) == 1
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
+
+
+def test_memory_store_is_atomic_across_threads() -> None:
+    store = MemoryStore()
+    asyncio.run(store.put("change:1", {"state": "pending"}))
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> tuple[bool, bool]:
+        if i < 8:
+            barrier.wait()  # start the first wave together
+        cas = asyncio.run(store.compare_and_set("change:1", "state", "pending", {"state": "done", "by": i}))
+        created = asyncio.run(store.create("claim:x", {"by": i}))
+        return cas.won, created
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, range(50)))
+    assert sum(won for won, _ in results) == 1
+    assert sum(created for _, created in results) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Expiry
+
+
+def test_records_expire(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.put("approval:1", {"state": "pending"}, ttl=0.2)
+        assert await store.create("lock:api", {"owner": "U1"}, ttl=0.2)
+        left = await store.ttl("approval:1")
+        assert left is not None
+        assert 0 <= left <= 0.2
+
+        async def gone() -> bool:
+            return await store.get("approval:1") is None and await store.get("lock:api") is None
+
+        await eventually(gone, "both records expired")
+        assert await store.ttl("approval:1") is None
+        assert await store.scan("") == {}
+        assert (await store.compare_and_set("approval:1", "state", "pending", {"state": "x"})).current is None
+        assert await store.create("lock:api", {"owner": "U2"}, ttl=30)  # an expired lock can be taken
+
+    backend.run(body)
+
+
+def test_ttl_semantics(backend: Backend) -> None:
+    async def left(store: Store, key: str) -> float | None:
+        return await store.ttl(key)
+
+    async def body(store: Store) -> None:
+        assert await left(store, "absent") is None
+        await store.put("k", {"v": 1})
+        assert await left(store, "k") is None  # no expiry
+        await store.put("k", {"v": 1}, ttl=60)
+        assert 0 < (await left(store, "k") or 0) <= 60
+        await store.put("k", {"v": 2}, ttl=KEEP_TTL)
+        assert 0 < (await left(store, "k") or 0) <= 60
+        assert await store.compare_and_set("k", "v", 2, {"v": 3}, ttl=KEEP_TTL)
+        assert 0 < (await left(store, "k") or 0) <= 60
+        assert await store.compare_and_set("k", "v", 3, {"v": 4}, ttl=5)
+        assert 0 < (await left(store, "k") or 0) <= 5
+        assert await store.compare_and_set("k", "v", 4, {"v": 5})
+        assert await left(store, "k") is None  # ttl=None clears the expiry, like SET
+        await store.put("k", {"v": 6}, ttl=KEEP_TTL)
+        assert await left(store, "k") is None  # keeping "no expiry" keeps no expiry
+        await store.put("j", {"v": 1}, ttl=60)
+        await store.put("j", {"v": 2})
+        assert await left(store, "j") is None
+
+    backend.run(body)
+
+
+def test_keep_ttl_still_expires(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.put("approval:2", {"state": "pending"}, ttl=0.3)
+        assert await store.compare_and_set("approval:2", "state", "pending", {"state": "seen"}, ttl=KEEP_TTL)
+
+        async def gone() -> bool:
+            return await store.get("approval:2") is None
+
+        await eventually(gone, "the CAS-updated record expired on its original schedule")
+
+    backend.run(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Delete and scan
+
+
+def test_conditional_delete_only_by_owner(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.create("lock:api", {"owner": "U1"}, ttl=60)
+        assert await store.delete("lock:api", if_field="owner", equals="U2") is False
+        assert await store.get("lock:api") == {"owner": "U1"}
+        assert await store.delete("lock:api", if_field="owner", equals="U1") is True
+        assert await store.get("lock:api") is None
+        assert await store.delete("lock:api", if_field="owner", equals="U1") is False
+        assert await store.delete("lock:api") is False
+        await store.put("lock:api", {"owner": "U3"})
+        assert await store.delete("lock:api") is True
+
+    backend.run(body)
+
+
+def test_scan_by_prefix(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.append_audit(AuditEntry("U1", "status", "ok"))  # the audit trail is not a record
+        await store.put("change:1", {"n": 1})
+        await store.put("change:2", {"n": 2})
+        await store.put("changes", {"n": 3})
+        await store.put("lock:api", {"owner": "U1"})
+        await store.put("odd*[x]?:1", {"n": 4})  # glob characters are literal in a prefix
+        await store.put("oddA[x]?:1", {"n": 5})
+        await store.put("oddAx?:1", {"n": 6})
+        assert await store.scan("change:") == {"change:1": {"n": 1}, "change:2": {"n": 2}}
+        assert await store.scan("odd*[x]?") == {"odd*[x]?:1": {"n": 4}}
+        assert await store.scan("nothing:") == {}
+        everything = await store.scan("")
+        assert list(everything) == sorted(everything)  # same order on both backends
+        assert set(everything) == {
+            "change:1",
+            "change:2",
+            "changes",
+            "lock:api",
+            "odd*[x]?:1",
+            "oddA[x]?:1",
+            "oddAx?:1",
+        }
+
+    backend.run(body)
+
+
+def test_scan_returns_many_records(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await asyncio.gather(*(store.put(f"change:{i}", {"i": i}) for i in range(1_234)))
+        found = await store.scan("change:")
+        assert found == {f"change:{i}": {"i": i} for i in range(1_234)}
+
+    backend.run(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _circular() -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
+
+
+BAD_CALLS: list[tuple[str, Callable[[Store], Awaitable[Any]]]] = [
+    ("empty key", lambda s: s.get("")),
+    ("space in key", lambda s: s.get("change 1")),
+    ("tab in key", lambda s: s.put("a\tb", {})),
+    ("newline in key", lambda s: s.create("a\n", {})),
+    ("control char in key", lambda s: s.ttl("a\x00b")),
+    ("non-str key", lambda s: s.get(123)),  # type: ignore[arg-type]
+    ("None key", lambda s: s.delete(None)),  # type: ignore[arg-type]
+    ("long key", lambda s: s.get("k" * 513)),
+    ("surrogate key", lambda s: s.get("\ud800")),
+    ("list value", lambda s: s.put("k", [1])),  # type: ignore[arg-type]
+    ("set inside", lambda s: s.put("k", {"a": {1, 2}})),
+    ("nan inside", lambda s: s.put("k", {"a": float("nan")})),
+    ("int dict key", lambda s: s.put("k", {1: "a"})),
+    ("tuple inside", lambda s: s.create("k", {"a": (1, 2)})),
+    ("datetime inside", lambda s: s.put("k", {"at": datetime.now(UTC)})),
+    ("surrogate inside", lambda s: s.put("k", {"a": "\udc00"})),
+    ("circular", lambda s: s.put("k", _circular())),
+    ("too big", lambda s: s.put("k", {"a": "x" * 1_000_001})),
+    ("zero ttl", lambda s: s.put("k", {}, ttl=0)),
+    ("negative ttl", lambda s: s.create("k", {}, ttl=-1)),
+    ("nan ttl", lambda s: s.put("k", {}, ttl=float("nan"))),
+    ("inf ttl", lambda s: s.put("k", {}, ttl=float("inf"))),
+    ("bool ttl", lambda s: s.put("k", {}, ttl=True)),
+    ("str ttl", lambda s: s.put("k", {}, ttl="1")),  # type: ignore[arg-type]
+    ("KEEP_TTL on create", lambda s: s.create("k", {}, ttl=KEEP_TTL)),  # type: ignore[arg-type]
+    ("float expected", lambda s: s.compare_and_set("k", "f", 1.5, {})),  # type: ignore[arg-type]
+    ("list expected", lambda s: s.compare_and_set("k", "f", [1], {})),  # type: ignore[arg-type]
+    ("huge int expected", lambda s: s.compare_and_set("k", "f", 2**53, {})),
+    ("empty field", lambda s: s.compare_and_set("k", "", "x", {})),
+    ("bad cas value", lambda s: s.compare_and_set("k", "f", "x", {"a": object()})),
+    ("equals without field", lambda s: s.delete("k", equals="U1")),
+    ("empty if_field", lambda s: s.delete("k", if_field="", equals="U1")),
+    ("float equals", lambda s: s.delete("k", if_field="owner", equals=0.5)),  # type: ignore[arg-type]
+    ("space in prefix", lambda s: s.scan("a b")),
+    ("None prefix", lambda s: s.scan(None)),  # type: ignore[arg-type]
+    ("zero limit", lambda s: s.audit(limit=0)),
+    ("huge limit", lambda s: s.audit(limit=MAX_AUDIT_LIMIT + 1)),
+    ("bool limit", lambda s: s.audit(limit=True)),
+    ("empty target", lambda s: s.audit(target="")),
+    ("not an entry", lambda s: s.append_audit({"actor": "U1"})),  # type: ignore[arg-type]
+]
+
+
+async def _error_of(store: Store, call: Callable[[Store], Awaitable[Any]]) -> tuple[type, str]:
+    try:
+        await call(store)
+    except Exception as exc:
+        return type(exc), str(exc)
+    return type(None), "no error"
+
+
+@pytest.mark.parametrize("call", [c for _, c in BAD_CALLS], ids=[n for n, _ in BAD_CALLS])
+def test_invalid_input_is_refused_identically(
+    fresh_redis: RedisServer, call: Callable[[Store], Awaitable[Any]]
+) -> None:
+    async def main() -> None:
+        # Nothing listens on port 1: validation must happen before any network I/O.
+        dead = RedisStore("redis://127.0.0.1:1/0", timeout=0.2)
+        async with MemoryStore() as memory, RedisStore(fresh_redis.url) as live, dead:
+            errors = [await _error_of(s, call) for s in (memory, live, dead)]
+        assert errors[0][0] is ValueError, errors[0]
+        assert errors[0] == errors[1] == errors[2]
+
+    asyncio.run(main())
+    assert fresh_redis.client().keys("*") == []
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle, outages and secrets
+
+
+def _every_call() -> list[tuple[str, Callable[[Store], Awaitable[Any]]]]:
+    return [
+        ("ping", lambda s: s.ping()),
+        ("append_audit", lambda s: s.append_audit(AuditEntry("U1", "scale", "ok"))),
+        ("audit", lambda s: s.audit()),
+        ("audit by target", lambda s: s.audit(target="api")),
+        ("get", lambda s: s.get("k")),
+        ("put", lambda s: s.put("k", {"v": 1})),
+        ("create", lambda s: s.create("k2", {"v": 1})),
+        ("compare_and_set", lambda s: s.compare_and_set("k", "v", 1, {"v": 2})),
+        ("delete", lambda s: s.delete("k")),
+        ("delete if owner", lambda s: s.delete("k", if_field="v", equals=2)),
+        ("scan", lambda s: s.scan("")),
+        ("ttl", lambda s: s.ttl("k")),
+    ]
+
+
+def test_closed_store_refuses(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.close()
+        await store.close()  # idempotent
+        for _name, call in _every_call():
+            with pytest.raises(StoreUnavailable, match="closed"):
+                await call(store)
+
+    backend.run(body)
+
+
+def _assert_no_secret(exc: BaseException, secret: str) -> None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        for text in (str(seen), repr(seen)):
+            assert secret not in text
+            assert quote(secret, safe="") not in text
+        seen = seen.__cause__ or seen.__context__
+
+
+def test_outage_raises_unavailable_then_recovers(private_redis: RedisServer) -> None:
+    async def main() -> None:
+        async with RedisStore(private_redis.url, timeout=0.5) as store:
+            await store.put("k", {"v": 1})
+            await asyncio.gather(*(store.get("k") for _ in range(10)))  # several pooled connections
+            assert SECRET not in repr(store)
+
+            private_redis.stop()
+            for name, call in _every_call():
+                with pytest.raises(StoreUnavailable) as info:
+                    await call(store)
+                assert private_redis.address in str(info.value), name
+                _assert_no_secret(info.value, SECRET)
+
+            private_redis.start()  # same port, empty data; no retry loop in the test on purpose
+            await store.ping()
+            for _name, call in _every_call():
+                await call(store)
+            assert await store.get("k2") == {"v": 1}  # written after the restart
+
+            private_redis.stop()
+            await asyncio.sleep(0.1)  # idle, as a running bot would be: the loop sees the sockets close
+            private_redis.start()  # restarted while idle: stale pooled connections are replaced
+            results = await asyncio.gather(*(store.put(f"r:{i}", {"i": i}) for i in range(10)))
+            assert results == [None] * 10
+            assert len(await store.scan("r:")) == 10
+
+    asyncio.run(main())
+
+
+def test_wrong_password_is_unavailable_without_leaking_it(private_redis: RedisServer) -> None:
+    wrong = "not-the-" + SECRET
+
+    async def main() -> None:
+        url = f"redis://:{quote(wrong, safe='')}@{private_redis.address}/0"
+        async with RedisStore(url, timeout=0.5) as store:
+            with pytest.raises(StoreUnavailable) as info:
+                await store.ping()
+        assert private_redis.address in str(info.value)
+        _assert_no_secret(info.value, wrong)
+
+    asyncio.run(main())
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before use: nothing listens there
+
+    async def main() -> None:
+        async with RedisStore(f"redis://:{quote(SECRET, safe='')}@127.0.0.1:{port}/0", timeout=0.5) as store:
+            with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port}") as info:
+                await store.get("k")
+        _assert_no_secret(info.value, SECRET)
+
+    asyncio.run(main())
+
+
+def test_unresponsive_server_times_out() -> None:
+    """A peer that accepts TCP but never answers (hung host) must not hang the bot."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody ever reads or replies
+        port = silent.getsockname()[1]
+
+        async def main() -> None:
+            async with RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.3) as store:
+                with pytest.raises(StoreUnavailable, match="Timeout"):
+                    await asyncio.wait_for(store.ping(), timeout=30)
+
+        asyncio.run(main())
+
+
+def test_keys_live_under_the_prefix(fresh_redis: RedisServer) -> None:
+    async def main() -> None:
+        async with (
+            RedisStore(fresh_redis.url, prefix="t1:") as one,
+            RedisStore(fresh_redis.url, prefix="t2:") as two,
+        ):
+            await one.put("audit", {"v": 1})  # cannot collide with the audit stream
+            await one.append_audit(AuditEntry("U1", "status", "ok"))
+            assert await two.get("audit") is None
+            assert await two.audit() == []
+            assert await one.get("audit") == {"v": 1}
+            assert len(await one.audit()) == 1
+
+    asyncio.run(main())
+    assert sorted(fresh_redis.client().keys("*")) == ["t1:audit", "t1:rec:audit"]
+
+
+def test_open_store_picks_the_backend(fresh_redis: RedisServer) -> None:
+    assert isinstance(open_store(None), MemoryStore)
+    assert isinstance(open_store("  "), MemoryStore)
+
+    async def main() -> None:
+        async with open_store(fresh_redis.url) as store:
+            assert isinstance(store, RedisStore)
+            await store.ping()
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="redis://") as info:
+        open_store(f"http://user:{SECRET}@example.com")
+    _assert_no_secret(info.value, SECRET)
