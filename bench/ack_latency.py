@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,18 @@ def wait_http(url: str, timeout: float = 20.0) -> float:
     raise RuntimeError(f"{url} did not come up")
 
 
+def children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -94,23 +107,52 @@ def rss_mb(pid: int) -> float:
 
 
 async def load(url: str, requests: list[SignedRequest], concurrency: int) -> list[float]:
+    """C keep-alive connections sending pre-built HTTP/1.1 requests: a client this thin keeps
+    its own event loop out of the measured latency."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    wire = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(r.body.encode())}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in r.headers.items())
+            + "\r\n"
+            + r.body
+        ).encode()
+        for r in requests
+    ]
     latencies: list[float] = []
-    queue = list(reversed(requests))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    queue = list(reversed(wire))
 
-        async def worker() -> None:
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
             while queue:
-                req = queue.pop()
+                request = queue.pop()
                 start = time.perf_counter()
-                async with session.post(url, data=req.body.encode(), headers=req.headers) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"{url} answered {resp.status}")
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
                 latencies.append(time.perf_counter() - start)
+                if status != 200:
+                    raise RuntimeError(f"{url} answered {status}")
+        finally:
+            writer.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+def run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -127,8 +169,13 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
 
-    def spawn(*cmd: str, extra: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(cmd, env={**env, **(extra or {})}, cwd=ROOT, **kw)  # type: ignore[call-overload]
+    def spawn(
+        *cmd: str, extra: dict[str, str] | None = None, outside: bool = False, **kw: object
+    ) -> subprocess.Popen[bytes]:
+        """`outside`: a stand-in for another machine (Redis, cluster, Slack), run niced so it
+        does not take CPU from the process being measured as it would not in production."""
+        nice = (lambda: os.nice(15)) if outside else None
+        p = subprocess.Popen(cmd, env={**env, **(extra or {})}, cwd=ROOT, preexec_fn=nice, **kw)
         procs.append(p)
         return p
 
@@ -145,6 +192,7 @@ def main() -> None:
             "--dir",
             str(tmp),
             stdout=subprocess.DEVNULL,
+            outside=True,
         )
         kubeconfig = tmp / "kubeconfig"
         spawn(
@@ -155,8 +203,11 @@ def main() -> None:
             "--kubeconfig",
             str(kubeconfig),
             stdout=subprocess.DEVNULL,
+            outside=True,
         )
-        stub = spawn(sys.executable, "-c", STUB, TOKEN, str(free_port()), stdout=subprocess.PIPE)
+        stub = spawn(
+            sys.executable, "-c", STUB, TOKEN, str(free_port()), stdout=subprocess.PIPE, outside=True
+        )
         api_url = stub.stdout.readline().decode().strip()  # type: ignore[union-attr]
         deadline = time.monotonic() + 20
         while not kubeconfig.exists() and time.monotonic() < deadline:
@@ -203,12 +254,13 @@ def main() -> None:
         results = {}
         for name, port in (("payflow-bot serve", ours_port), ("bare Bolt app (defaults)", bare_port)):
             url = f"http://127.0.0.1:{port}/slack/events"
-            asyncio.run(load(url, batch(50), args.c))  # warm-up: auth.test, imports, connections
+            run(load(url, batch(50), args.c))  # warm-up: auth.test, imports, connections
             start = time.perf_counter()
-            latencies = asyncio.run(load(url, batch(args.n), args.c))
+            latencies = run(load(url, batch(args.n), args.c))
             results[name] = (latencies, time.perf_counter() - start)
             time.sleep(1.0)  # let our after-ack work finish before the next target
         rss = rss_mb(serve.pid)
+        worker_rss = sum(rss_mb(kid) for kid in children(serve.pid))
 
         print(
             f"\nack latency, {args.n} signed `/payflow status` at concurrency {args.c} "
@@ -224,7 +276,10 @@ def main() -> None:
         ours, bare = results["payflow-bot serve"][0], results["bare Bolt app (defaults)"][0]
         ratio = pct(ours, 99) / pct(bare, 50)
         print(f"\nour p99 / bare p50 = {ratio:.2f}  (target ≤ 1.00)")
-        print(f"serve RSS after the run = {rss:.0f} MB  (target < 150 MB)")
+        print(
+            f"serve RSS after the run = {rss:.0f} MB  (target < 150 MB); "
+            f"its worker process: {worker_rss:.0f} MB"
+        )
         print(f"serve ready (spawn → /healthz 200) = {ready_s:.2f} s  (target < 2 s)")
     finally:
         for p in reversed(procs):

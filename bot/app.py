@@ -42,6 +42,12 @@ def build_bolt(
         signing_secret=signing_secret or "",
         process_before_response=True,
         request_verification_enabled=verify_requests,
+        # we take slash commands and interactivity only: no Events API subscriptions to filter
+        ignoring_self_events_enabled=False,
+        ignoring_self_assistant_message_events_enabled=False,
+        url_verification_enabled=False,
+        attaching_function_token_enabled=False,
+        attaching_conversation_kwargs_enabled=False,
         logger=logging.getLogger("slack_bolt"),
     )
 
@@ -52,8 +58,8 @@ def build_bolt(
             await ack()
         else:
             await ack(text=accepted.ack.text, blocks=accepted.ack.blocks)
-        if accepted.work is not None:
-            jobs.submit(accepted.work)
+        if accepted.job is not None:
+            jobs.submit(accepted.job)
 
     @app.error
     async def on_error(error: Exception) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.blocks import Message, render
@@ -37,11 +36,19 @@ class Invocation:
 
 
 @dataclass(frozen=True)
+class CommandJob:
+    """A parsed command to run after the ack; plain data, so it can cross into the worker process."""
+
+    invocation: Invocation
+    command: Command
+
+
+@dataclass(frozen=True)
 class Accepted:
-    """What to ack with at once, and the work to run once the ack is out (None: nothing more)."""
+    """What to ack with at once, and the job to run once the ack is out (None: nothing more)."""
 
     ack: Message | None
-    work: Callable[[], Awaitable[None]] | None
+    job: CommandJob | None
 
 
 def _working(command: Command) -> str | None:
@@ -77,7 +84,10 @@ class Dispatcher:
             spec = SPECS.get(exc.command or "")
             usage = spec.usage if spec else None
             return Accepted(render(Notice(exc.message, Tone.WARNING, usage)), None)
-        return Accepted(None, lambda: self.run(inv, command))
+        return Accepted(None, CommandJob(inv, command))
+
+    async def execute(self, job: CommandJob) -> None:
+        await self.run(job.invocation, job.command)
 
     async def run(self, inv: Invocation, command: Command) -> None:
         spec = spec_for(command)

@@ -1,8 +1,11 @@
 """Work that runs after Slack has its ack.
 
-Inside an HTTP request the listener only queues work; the web layer starts it once the response
+Inside an HTTP request the listener only queues a job; the web layer starts it once the response
 has been handed to the server (`after_response`), so nothing that touches Kubernetes or the
-Slack API can delay or precede the ack. Elsewhere (console, Socket Mode) work starts at once.
+Slack API can delay or precede the ack. Elsewhere (console, Socket Mode) jobs start at once.
+
+Jobs are data (picklable), so `serve` can hand them to a worker process (`bot/worker.py`)
+instead of running them on the event loop that acks.
 """
 
 from __future__ import annotations
@@ -12,29 +15,33 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[], Awaitable[None]]
+Execute = Callable[[Any], Awaitable[None]]
 
-_pending: ContextVar[list[Work] | None] = ContextVar("payflow_pending_work", default=None)
+_pending: ContextVar[list[Any] | None] = ContextVar("payflow_pending_jobs", default=None)
 
 
 class Jobs:
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._responding = 0  # requests whose work is queued until their response is out
+    """Runs jobs as tasks on this process's event loop."""
 
-    def submit(self, work: Work) -> None:
+    def __init__(self) -> None:
+        self.execute: Execute | None = None  # set once the dispatcher exists
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._responding = 0  # requests whose jobs wait for their response to go out
+
+    def submit(self, job: Any) -> None:
         pending = _pending.get()
         if pending is not None:
-            pending.append(work)
+            pending.append(job)
         else:
-            self._start(work)
+            self._start(job)
 
     @contextmanager
     def after_response(self) -> Iterator[None]:
-        pending: list[Work] = []
+        pending: list[Any] = []
         token = _pending.set(pending)
         self._responding += 1
         try:
@@ -42,27 +49,30 @@ class Jobs:
         finally:
             _pending.reset(token)
             self._responding -= 1
-            for work in pending:
-                self._start(work)
+            for job in pending:
+                self._start(job)
 
-    def _start(self, work: Work) -> None:
-        task = asyncio.get_running_loop().create_task(self._guarded(work))
+    def _start(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _guarded(work: Work) -> None:
+    async def _guarded(self, job: Any) -> None:
+        assert self.execute is not None, "Jobs.execute is not wired"
         try:
-            await work()
+            await self.execute(job)
         except Exception:
-            log.exception("background work failed")
+            log.exception("background job failed: %s", type(job).__name__)
+
+    def health(self) -> str:
+        return "ok"
 
     @property
     def running(self) -> int:
         return len(self._tasks)
 
     async def drain(self, timeout: float = 30.0) -> bool:
-        """Wait for work in flight (including work it starts); False if some was still running."""
+        """Wait for jobs in flight (including jobs they start); False if some were still running."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._tasks or self._responding:
@@ -74,3 +84,6 @@ class Jobs:
             else:
                 await asyncio.sleep(0.005)
         return True
+
+    async def close(self) -> None:
+        await self.drain()

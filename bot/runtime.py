@@ -32,7 +32,7 @@ class Runtime:
     bolt: AsyncApp
 
     async def close(self) -> None:
-        await self.jobs.drain(timeout=30)
+        await self.jobs.close()
         await self.store.close()
         self.kube.close()
 
@@ -43,17 +43,20 @@ def build_runtime(
     *,
     store: Store | None = None,
     kube: Kube | None = None,
+    jobs: Jobs | None = None,
     verify_requests: bool = True,
 ) -> Runtime:
+    """`jobs`: where work after the ack runs; by default on this process's event loop."""
     store = store or open_store(settings.redis_url)
     kube = kube or Kube.connect(
         catalog.namespace, kubeconfig=settings.kubeconfig, context=catalog.env.kube_context
     )
     slack = SlackGateway(make_client(settings.slack_bot_token, settings.slack_api_url))
     telemetry = Telemetry()
-    jobs = Jobs()
+    jobs = jobs or Jobs()
     policy = Policy(catalog, slack.group_members)
     dispatcher = Dispatcher(catalog, kube, store, slack, policy, telemetry)
+    jobs.execute = dispatcher.execute
     bolt = build_bolt(
         dispatcher,
         jobs,

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from sandbox.k8s_api import SandboxServer
 
 from bot.config import Catalog, load_catalog
 from bot.runtime import build_runtime
 from bot.settings import Settings
 from sandbox import demo
 from sandbox.cluster import Cluster
+from sandbox.k8s_api import SandboxServer
 from sandbox.seed import seed
 from sandbox.slack_api import SlackApiStub
 from sandbox.slack_requests import SlackRequests

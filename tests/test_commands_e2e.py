@@ -240,7 +240,12 @@ def test_health_ready_and_metrics_endpoints(chat, bot, redis_server):
     chat.run("scale api-gateway 4")
     assert bot.get("/healthz").text == "ok"
     ready = bot.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"ready": True, "redis": "ok", "kubernetes": "ok"}
+    assert ready.status_code == 200 and ready.json() == {
+        "ready": True,
+        "redis": "ok",
+        "kubernetes": "ok",
+        "jobs": "ok",
+    }
     metrics = bot.get("/metrics").text
     assert 'payflow_commands_total{command="scale",outcome="ok"} 1.0' in metrics
     assert "payflow_ack_seconds_count 1.0" in metrics

@@ -1,0 +1,145 @@
+"""The real `payflow-bot serve` process, configured only through the environment contract:
+acks in the web process, work in its worker process, and the worker restarted if it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox import demo
+from sandbox.slack_requests import SlackRequests
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _worker(pid: int) -> int:
+    [worker] = [p for p in _children(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return worker
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = _free_port()
+    catalog = tmp_path / "payflow.yaml"
+    # the built-in catalog with the demo channel and roles, written as a file like an operator would
+    catalog.write_text(
+        (ROOT / "payflow.yaml")
+        .read_text()
+        .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
+        .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "PAYFLOW_"))}
+    env.update(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.api_url,
+        REDIS_URL=redis_url,
+        KUBECONFIG=str(kubeconfig),
+        PAYFLOW_CONFIG=str(catalog),
+        LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            return False
+
+    _wait(up, what="serve to answer /healthz")
+    yield proc, url
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _command(url: str, slack, text: str) -> httpx.Response:
+    signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("serve")).slash(
+        text, user_id="U0ALICE", user_name="alice", channel_id=demo.OPS_CHANNEL_ID, channel_name="payflow-ops"
+    )
+    return httpx.post(url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5)
+
+
+def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_server):
+    proc, url = serve
+    ready = httpx.get(url + "/readyz", timeout=5)
+    assert ready.json() == {"ready": True, "redis": "ok", "kubernetes": "ok", "jobs": "ok"}
+
+    ack = _command(url, slack, "scale api-gateway 5")
+    assert ack.status_code == 200 and ack.content == b""
+    post = slack.wait_for(lambda s: s.calls_to("chat.postMessage"), timeout=15)[0]
+    assert post.params["text"] == "<@U0ALICE> scaled api-gateway (blue) 3 → 5"
+    assert k8s_view.replicas("api-gateway-blue") == 5
+    audit = redis_server.client().xrange("payflow:audit")
+    assert [(f["actor"], f["action"], f["outcome"]) for _, f in audit] == [("U0ALICE", "scale", "ok")]
+
+    os.kill(_worker(proc.pid), signal.SIGKILL)
+    _wait(
+        lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, what="readyz to report the worker"
+    )
+    assert httpx.get(url + "/readyz", timeout=5).json()["jobs"] == "worker process is down"
+
+    _command(url, slack, "scale api-gateway 4")  # the next job starts a new worker
+    slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 2, timeout=20)
+    assert k8s_view.replicas("api-gateway-blue") == 4
+    assert httpx.get(url + "/readyz", timeout=5).json()["jobs"] == "ok"
+
+    worker = _worker(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its jobs and exits with serve
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
+    assert _gone(worker)
