@@ -7,13 +7,15 @@ Bolt's default of polling every 10 ms for the ack; so the listener must only par
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.blocks import ACTION_PREFIX
 from bot.dispatch import Dispatcher, Invocation
 from bot.jobs import Jobs
-from bot.slack import SlackGateway
+from bot.slack import MessageRef, SlackGateway
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,24 @@ def build_bolt(
             await ack()
         else:
             await ack(text=accepted.ack.text, blocks=accepted.ack.blocks)
+        if accepted.job is not None:
+            jobs.submit(accepted.job)
+
+    @app.action(re.compile(f"^{re.escape(ACTION_PREFIX)}"))
+    async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        container = body.get("container") or {}
+        channel = body.get("channel") or {}
+        inv = Invocation(
+            user_id=str((body.get("user") or {}).get("id", "")),
+            channel_id=str(channel.get("id") or container.get("channel_id") or ""),
+            channel_name=channel.get("name"),
+            response_url=body.get("response_url"),
+        )
+        ts = container.get("message_ts")
+        message = MessageRef(inv.channel_id, str(ts)) if ts and inv.channel_id else None
+        name = str(action.get("action_id", ""))[len(ACTION_PREFIX) :]
+        accepted = dispatcher.accept_action(inv, name, str(action.get("value", "")), message)
         if accepted.job is not None:
             jobs.submit(accepted.job)
 

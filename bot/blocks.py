@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.views import (
     AuditPage,
+    Button,
     ColorStatus,
     HelpPage,
     Notice,
@@ -65,6 +66,44 @@ def _sections(lines: list[str]) -> list[dict[str, Any]]:
     return blocks
 
 
+ACTION_PREFIX = "payflow:"
+
+
+def action_id(action: str) -> str:
+    return f"{ACTION_PREFIX}{action}"
+
+
+def _button(b: Button) -> dict[str, Any]:
+    el: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": b.label[:75], "emoji": True},
+        "action_id": action_id(b.action),
+        "value": b.value[:2000],
+    }
+    if b.style:
+        el["style"] = b.style
+    if b.confirm:
+        el["confirm"] = {
+            "title": {"type": "plain_text", "text": b.confirm.title[:100]},
+            "text": {"type": "mrkdwn", "text": b.confirm.text[:300]},
+            "confirm": {"type": "plain_text", "text": b.confirm.ok[:30]},
+            "deny": {"type": "plain_text", "text": b.confirm.cancel[:30]},
+        }
+        if b.style == "danger":
+            el["confirm"]["style"] = "danger"
+    return el
+
+
+def _actions(buttons: tuple[Button, ...] | list[Button], block_id: str = "") -> list[dict[str, Any]]:
+    """An actions block, or nothing when there are no buttons (a decided approval has none)."""
+    if not buttons:
+        return []
+    block: dict[str, Any] = {"type": "actions", "elements": [_button(b) for b in buttons]}
+    if block_id:
+        block["block_id"] = block_id
+    return [block]
+
+
 def slack_date(at: datetime) -> str:
     """A timestamp every reader sees in their own timezone; the fallback is UTC."""
     fallback = at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -88,6 +127,7 @@ def _notice(view: Notice) -> Message:
     blocks = [_section(text)]
     if view.usage:
         blocks.append(_context(f"Usage: `{view.usage}` · `/payflow help` lists every command"))
+    blocks += _actions(view.buttons)
     return Message(text, blocks)
 
 

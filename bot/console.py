@@ -302,6 +302,7 @@ def run_console(*, sandbox: bool, as_user: str = "alice") -> int:
     with open_console(sandbox=sandbox, user=user) as console:
 
         async def main() -> None:
+            await console.runtime.start()
             try:
                 await _repl(console, input)
             finally:

@@ -1,33 +1,37 @@
 """From an invocation to an answer: parse (before the ack), then policy → handler → audit →
-render → deliver (after the ack). Knows our domain and the Slack gateway, not payload shapes."""
+render → deliver (after the ack). Slash commands and button clicks take the same path.
+Knows our domain and the Slack gateway, not payload shapes."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.blocks import Message, render
 from bot.commands import SPECS, Command, Scale, Usage, parse, spec_for
-from bot.config import Catalog
-from bot.kube import Kube, KubeError, Unreachable
+from bot.kube import KubeError, Unreachable
 from bot.policy import Caller, Policy
-from bot.slack import SlackError, SlackGateway
-from bot.store import AuditEntry, Store, StoreUnavailable
+from bot.roles import Role
+from bot.slack import MessageRef, SlackError, SlackGateway
+from bot.store import AuditEntry, StoreUnavailable
 from bot.telemetry import Telemetry
 from bot.views import Notice, Reply, Tone
-from handlers import handler_for
-from handlers.base import Context, Refused
+from handlers import ACTIONS, handler_for
+from handlers.base import Context, Deps, Refused
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Invocation:
+    """Who asked, where, and how to answer them privately."""
+
     user_id: str
     channel_id: str
     channel_name: str | None
-    text: str
+    text: str = ""
     response_url: str | None = None
 
     @property
@@ -44,11 +48,21 @@ class CommandJob:
 
 
 @dataclass(frozen=True)
+class ActionJob:
+    """A button click to handle after the ack."""
+
+    invocation: Invocation
+    action: str
+    value: str
+    message: MessageRef | None
+
+
+@dataclass(frozen=True)
 class Accepted:
     """What to ack with at once, and the job to run once the ack is out (None: nothing more)."""
 
     ack: Message | None
-    job: CommandJob | None
+    job: CommandJob | ActionJob | None
 
 
 def _working(command: Command) -> str | None:
@@ -59,18 +73,9 @@ def _working(command: Command) -> str | None:
 
 
 class Dispatcher:
-    def __init__(
-        self,
-        catalog: Catalog,
-        kube: Kube,
-        store: Store,
-        slack: SlackGateway,
-        policy: Policy,
-        telemetry: Telemetry,
-    ):
-        self.catalog = catalog
-        self.kube = kube
-        self.store = store
+    def __init__(self, deps: Deps, slack: SlackGateway, policy: Policy, telemetry: Telemetry):
+        self.deps = deps
+        self.catalog = deps.catalog
         self.slack = slack
         self.policy = policy
         self.telemetry = telemetry
@@ -86,34 +91,64 @@ class Dispatcher:
             return Accepted(render(Notice(exc.message, Tone.WARNING, usage)), None)
         return Accepted(None, CommandJob(inv, command))
 
-    async def execute(self, job: CommandJob) -> None:
-        await self.run(job.invocation, job.command)
+    def accept_action(self, inv: Invocation, action: str, value: str, message: MessageRef | None) -> Accepted:
+        if action not in ACTIONS:
+            log.warning("click on unknown action %r ignored", action)
+            return Accepted(None, None)
+        return Accepted(None, ActionJob(inv, action, value, message))
+
+    async def execute(self, job: CommandJob | ActionJob) -> None:
+        if isinstance(job, CommandJob):
+            await self.run(job.invocation, job.command)
+        else:
+            await self.run_action(job)
 
     async def run(self, inv: Invocation, command: Command) -> None:
         spec = spec_for(command)
-        target = getattr(command, "service", None)
-        decision = await self.policy.check(inv.caller, spec.role)
-        if not decision.allowed:
-            await self._finish(
-                inv, spec.name, target, "denied", decision.reason, Reply(Notice(decision.reason, Tone.ERROR))
-            )
-            return
         working = _working(command)
-        if working:
-            await self._deliver(inv, Reply(Notice(working, Tone.WORKING)))
-        ctx = Context(self.catalog, self.kube, self.store, inv.user_id)
+
+        async def work(ctx: Context) -> Reply:
+            if working:
+                await self._deliver(inv, Reply(Notice(working, Tone.WORKING)))
+            return await handler_for(command)(command, ctx)
+
+        await self._perform(inv, spec.name, spec.role, getattr(command, "service", None), work)
+
+    async def run_action(self, job: ActionJob) -> None:
+        spec = ACTIONS[job.action]
+
+        async def work(ctx: Context) -> Reply:
+            return await spec.handler(job.value, ctx)
+
+        await self._perform(job.invocation, f"click:{job.action}", spec.role, None, work, job.message)
+
+    async def _perform(
+        self,
+        inv: Invocation,
+        name: str,
+        role: Role | None,
+        target: str | None,
+        work: Callable[[Context], Awaitable[Reply]],
+        message: MessageRef | None = None,
+    ) -> None:
+        decision = await self.policy.check(inv.caller, role)
+        if not decision.allowed:
+            reply = Reply(Notice(decision.reason, Tone.ERROR))
+            await self._finish(inv, name, target, "denied", decision.reason, reply)
+            return
+        ctx = Context(self.deps, inv.user_id, inv.channel_id, message)
         try:
-            reply = await handler_for(command)(command, ctx)
+            reply = await work(ctx)
             outcome, detail = "ok", reply.detail
+            target = reply.target or target
         except Refused as exc:
             outcome, detail = "refused", str(exc)
             reply = Reply(Notice(str(exc), Tone.WARNING))
         except StoreUnavailable as exc:
-            log.warning("%s: store unavailable: %s", spec.name, exc)
+            log.warning("%s: store unavailable: %s", name, exc)
             outcome, detail = "failed", "store unavailable"
-            reply = Reply(
-                Notice("The bot's store is unreachable, so nothing was done. Try again shortly.", Tone.ERROR)
-            )
+            text = "The bot's store is unreachable, so nothing was done. Try again shortly."
+            reply = Reply(Notice(text, Tone.ERROR))
         except Unreachable as exc:
             outcome, detail = "failed", str(exc)
             reply = Reply(Notice(f"{exc}. Nothing was done; try again shortly.", Tone.ERROR))
@@ -122,31 +157,34 @@ class Dispatcher:
             reply = Reply(Notice(f"Kubernetes refused: {exc}", Tone.ERROR))
         except Exception:
             ref = secrets.token_hex(4)
-            log.exception("%s failed (ref %s)", spec.name, ref)
+            log.exception("%s failed (ref %s)", name, ref)
             outcome, detail = "error", f"internal error ref {ref}"
             reply = Reply(
                 Notice(f"Something went wrong on our side (ref `{ref}`); it is logged.", Tone.ERROR)
             )
-        await self._finish(inv, spec.name, target, outcome, detail, reply)
+        await self._finish(inv, name, target, outcome, detail, reply)
 
     async def _finish(
         self, inv: Invocation, action: str, target: str | None, outcome: str, detail: str, reply: Reply
     ) -> None:
         """Audit first, so a reply never claims success the audit trail does not hold."""
         self.telemetry.commands.labels(action, outcome).inc()
-        entry = AuditEntry(inv.user_id, action, outcome, target, detail, inv.channel_id)
-        try:
-            await self.store.append_audit(entry)
-        except StoreUnavailable as exc:
-            log.error("audit entry lost (%s): %s", exc, entry)
-            if outcome == "ok" and not isinstance(reply.view, Notice):
-                await self._deliver(inv, reply)
-                reply = Reply(
-                    Notice("The audit store is unreachable: this command was not recorded.", Tone.WARNING)
-                )
+        if reply.audited:
+            recorded = True
+        else:
+            recorded = await self.deps.audit(
+                AuditEntry(inv.user_id, action, outcome, target, detail, inv.channel_id)
+            )
+        if not recorded and outcome == "ok" and not isinstance(reply.view, Notice):
+            await self._deliver(inv, reply)
+            reply = Reply(
+                Notice("The audit store is unreachable: this command was not recorded.", Tone.WARNING)
+            )
         await self._deliver(inv, reply)
 
     async def _deliver(self, inv: Invocation, reply: Reply) -> None:
+        if reply.view is None:
+            return
         message = render(reply.view)
         if reply.public:
             try:

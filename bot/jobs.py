@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -30,6 +30,7 @@ class Jobs:
     def __init__(self) -> None:
         self.execute: Execute | None = None  # set once the dispatcher exists
         self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._responding = 0  # requests whose jobs wait for their response to go out
 
     def submit(self, job: Any) -> None:
@@ -64,6 +65,22 @@ class Jobs:
         except Exception:
             log.exception("background job failed: %s", type(job).__name__)
 
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A long-running task (rollout watch, bake, schedule): not waited for by `drain`, cancelled
+        by `close`; what it was doing is kept in the store and resumed by the next process."""
+        task = asyncio.get_running_loop().create_task(self._guarded_background(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _guarded_background(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task failed")
+
     def health(self) -> str:
         return "ok"
 
@@ -87,3 +104,7 @@ class Jobs:
 
     async def close(self) -> None:
         await self.drain()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)

@@ -4,6 +4,7 @@ console and the tests, so what is tested is what runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
@@ -12,11 +13,14 @@ from bot.config import Catalog
 from bot.dispatch import Dispatcher
 from bot.jobs import Jobs
 from bot.kube import Kube
+from bot.notify import Notifier
 from bot.policy import Policy
 from bot.settings import Settings
 from bot.slack import SlackGateway, make_client
 from bot.store import Store, open_store
 from bot.telemetry import Telemetry
+from handlers import SERVICES
+from handlers.base import Deps
 
 
 @dataclass
@@ -31,6 +35,15 @@ class Runtime:
     dispatcher: Dispatcher
     bolt: AsyncApp
 
+    @property
+    def runs_jobs_here(self) -> bool:
+        return type(self.jobs) is Jobs
+
+    async def start(self) -> None:
+        """Start the long-running services; only in the process that runs the jobs."""
+        for service in SERVICES:
+            self.jobs.spawn(service(self.dispatcher.deps))
+
     async def close(self) -> None:
         await self.jobs.close()
         await self.store.close()
@@ -44,6 +57,7 @@ def build_runtime(
     store: Store | None = None,
     kube: Kube | None = None,
     jobs: Jobs | None = None,
+    prom: Any = None,
     verify_requests: bool = True,
 ) -> Runtime:
     """`jobs`: where work after the ack runs; by default on this process's event loop."""
@@ -55,7 +69,8 @@ def build_runtime(
     telemetry = Telemetry()
     jobs = jobs or Jobs()
     policy = Policy(catalog, slack.group_members)
-    dispatcher = Dispatcher(catalog, kube, store, slack, policy, telemetry)
+    deps = Deps(catalog, kube, store, Notifier(slack), jobs.spawn, prom)
+    dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute
     bolt = build_bolt(
         dispatcher,

@@ -109,6 +109,8 @@ def build_web(runtime: Runtime) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime.runs_jobs_here:
+            await runtime.start()
         yield
         log.info("shutting down: waiting for work in flight")
         await runtime.close()

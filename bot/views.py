@@ -18,12 +18,32 @@ class Tone(Enum):
 
 
 @dataclass(frozen=True)
+class Confirm:
+    title: str
+    text: str
+    ok: str = "Yes"
+    cancel: str = "Cancel"
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button in domain terms: `action` names a registered action, `value` is its argument."""
+
+    label: str
+    action: str
+    value: str = ""
+    style: str | None = None  # "primary" | "danger"
+    confirm: Confirm | None = None
+
+
+@dataclass(frozen=True)
 class Notice:
     """A short answer to the requester alone."""
 
     text: str
     tone: Tone = Tone.INFO
     usage: str | None = None
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,8 @@ View = Notice | StatusReport | Scaled | AuditPage | HelpPage
 class Reply:
     """A view and who sees it: the requester only, or the whole channel."""
 
-    view: View
+    view: View | None  # None: the handler has said all there is to say
     public: bool = False
     detail: str = ""  # what the audit entry says beyond the outcome
+    target: str | None = None  # the service, when the command did not name it
+    audited: bool = False  # the handler wrote its own audit entries

@@ -34,6 +34,7 @@ def _worker_main(conn: Connection, settings: Settings, catalog: Catalog, nice: i
 
     async def main() -> None:
         runtime = build_runtime(settings, catalog)
+        await runtime.start()
         loop = asyncio.get_running_loop()
         stopped = asyncio.Event()
 

@@ -1,24 +1,70 @@
-"""What every handler gets: the catalog, the gateways and who asked. Nothing from Slack or HTTP."""
+"""What every handler gets: the gateways, who asked and where. Nothing from Slack or HTTP."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import Catalog
 from bot.kube import Kube
-from bot.store import Store
+from bot.notify import Notifier
+from bot.slack import MessageRef
+from bot.store import AuditEntry, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The gateways and helpers shared by every handler and background service."""
+
+    catalog: Catalog
+    kube: Kube
+    store: Store
+    notifier: Notifier
+    spawn: Spawn  # start a long-running task (a rollout watch, a bake) that outlives the job
+    prom: Any = None  # bot.prom.Prom when PROMETHEUS_URL is set
+
+    async def audit(self, entry: AuditEntry) -> bool:
+        """Append to the audit trail; False (and a loud log) if the store is unreachable."""
+        try:
+            await self.store.append_audit(entry)
+            return True
+        except StoreUnavailable as exc:
+            log.error("audit entry lost (%s): %s", exc, entry)
+            return False
 
 
 @dataclass(frozen=True)
 class Context:
-    catalog: Catalog
-    kube: Kube
-    store: Store
+    deps: Deps
     actor: str
+    channel: str = ""
+    message: MessageRef | None = None  # the message a clicked button sits on
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.deps.catalog
+
+    @property
+    def kube(self) -> Kube:
+        return self.deps.kube
+
+    @property
+    def store(self) -> Store:
+        return self.deps.store
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.deps.notifier
 
 
 class Refused(Exception):
-    """The command was understood and allowed but must not run now; `str()` tells the user why."""
+    """Understood and allowed, but must not run now; `str()` tells the user why."""
 
 
 def lock_key(service: str) -> str:

@@ -20,6 +20,7 @@ def run_lines(lines: list[str]) -> str:
     with open_console(sandbox=True, user=demo.user("alice"), out=out) as console:
 
         async def script() -> None:
+            await console.runtime.start()
             try:
                 for line in lines:
                     console.say(f"payflow> {line}")
