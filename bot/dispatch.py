@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.blocks import Message, render
 from bot.commands import SPECS, Command, Scale, Usage, parse, spec_for
@@ -57,6 +58,13 @@ class ActionJob:
     message: MessageRef | None
 
 
+class DepsJob(Protocol):
+    """Any other work queued by the web process (an Alertmanager notification, …): picklable
+    data with a `run` that gets the handlers' dependencies in the process that runs jobs."""
+
+    async def run(self, deps: Deps) -> None: ...
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What to ack with at once, and the job to run once the ack is out (None: nothing more)."""
@@ -97,11 +105,13 @@ class Dispatcher:
             return Accepted(None, None)
         return Accepted(None, ActionJob(inv, action, value, message))
 
-    async def execute(self, job: CommandJob | ActionJob) -> None:
+    async def execute(self, job: CommandJob | ActionJob | DepsJob) -> None:
         if isinstance(job, CommandJob):
             await self.run(job.invocation, job.command)
-        else:
+        elif isinstance(job, ActionJob):
             await self.run_action(job)
+        else:
+            await job.run(self.deps)
 
     async def run(self, inv: Invocation, command: Command) -> None:
         spec = spec_for(command)

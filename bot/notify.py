@@ -24,3 +24,18 @@ class Notifier:
 
     async def permalink(self, ref: MessageRef) -> str | None:
         return await self.slack.permalink(ref)
+
+    async def upload(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes | str,
+        *,
+        title: str | None = None,
+        comment: str | None = None,
+        thread: MessageRef | None = None,
+    ) -> str:
+        """A file in the channel (or thread): charts, long log excerpts. Text is redacted."""
+        return await self.slack.upload(
+            channel, filename, content, title=title, comment=comment, thread_ts=thread.ts if thread else None
+        )

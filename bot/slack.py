@@ -87,6 +87,35 @@ class SlackGateway:
         if resp.status_code != 200:
             raise SlackError("response_url", f"HTTP {resp.status_code}")
 
+    async def upload(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes | str,
+        *,
+        title: str | None = None,
+        comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Share a file (a chart, a long log excerpt) through Slack's three-step upload; text files
+        are redacted like messages. Returns the file ID."""
+        if isinstance(content, str):
+            content = redact(content).encode()
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        try:
+            resp = await self.client.files_upload_v2(
+                channel=channel,
+                filename=filename,
+                content=content,
+                title=title or filename,
+                initial_comment=redact(comment) if comment else None,
+                **extra,
+            )
+        except SlackApiError as exc:
+            raise SlackError("files.upload", str(exc.response.get("error", "unknown_error"))) from None
+        files = resp.get("files") or [resp.get("file") or {}]
+        return str(files[0].get("id", ""))
+
     async def group_members(self, group_id: str) -> frozenset[str]:
         try:
             resp = await self.client.usergroups_users_list(usergroup=group_id)
