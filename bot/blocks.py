@@ -8,11 +8,19 @@ from datetime import datetime
 from functools import singledispatch
 from typing import Any
 
+from bot import views as mv  # metrics, query, health and digest views (rendered at the end)
+from bot.changes import Change
 from bot.views import (
+    AlertChanges,
+    AlertGroupCard,
+    AlertLine,
     AuditPage,
     Button,
+    ChangeCard,
+    ChangeList,
     ColorStatus,
     HelpPage,
+    LogExcerpt,
     Notice,
     Scaled,
     ServiceStatus,
@@ -206,3 +214,362 @@ def _help(view: HelpPage) -> Message:
     if not view.detailed:
         blocks.append(_context("`/payflow help <command>` shows examples"))
     return Message("PayFlow bot help", blocks)
+
+
+STATE_ICON = {
+    "requested": "🕐",
+    "rolling_out": "🔄",
+    "smoke_testing": "🩺",
+    "awaiting_approval": "✋",
+    "switching": "🔀",
+    "baking": "🍞",
+    "done": "✅",
+    "failed": "❌",
+    "rejected": "🚫",
+    "expired": "⌛",
+    "voided": "⛔",
+    "cancelled": "🗑️",
+    "rollback_proposed": "↩️",
+}
+
+
+# --- metrics, query, health, digests ------------------------------------------------------
+
+VERDICT_ICON = {"ok": "✅", "warn": "⚠️", "bad": "🔴", "unknown": "❔"}
+
+
+def _figure(f: mv.Figure) -> str:
+    objective = f" (SLO {f.objective})" if f.objective else ""
+    return f"{VERDICT_ICON[f.verdict]} {f.label} *{escape(f.value)}*{objective}"
+
+
+def _compact(f: mv.Figure) -> str:
+    mark = "" if f.verdict == "ok" else f" {VERDICT_ICON[f.verdict]}"
+    return f"{f.label} {escape(f.value)}{mark}"
+
+
+@render.register
+def _metrics(view: mv.MetricsReport) -> Message:
+    breaches = [f.label for f in view.figures if f.verdict == "bad"]
+    unknown = [f.label for f in view.figures if f.verdict == "unknown"]
+    if breaches:
+        summary = f"🔴 {', '.join(breaches)} outside the SLO"
+    elif unknown:
+        summary = f"❔ no figure for {', '.join(unknown)}: not known to be healthy"
+    else:
+        summary = "✅ every figure within its SLO"
+    live = f" · live: {COLOR_ICON.get(view.live, '')} {view.live}" if view.live else ""
+    blocks = [
+        _header(f"{view.service} · last {view.window}"),
+        _section(summary + "\n" + "\n".join(_figure(f) for f in view.figures)),
+    ]
+    context = [f"all colors together{live}"]
+    if view.note:
+        context.append(escape(view.note))
+    blocks.append(_context(*context))
+    return Message(f"{view.service} metrics, last {view.window}: {summary[2:]}", blocks)
+
+
+@render.register
+def _query_table(view: mv.QueryTable) -> Message:
+    if not view.rows:
+        text = "The query returned no series (no data)."
+        return Message(text, [_section(f"`{escape(view.promql)}`\n{text}")])
+    width = min(max(len(labels) for labels, _ in view.rows), 80)
+    rows = [f"{labels.ljust(width)}  {value}" for labels, value in view.rows]
+    blocks = [_section(f"`{escape(view.promql)}`"), *_code(rows)]
+    if view.total > len(view.rows):
+        blocks.append(
+            _context(f"{len(view.rows)} of {view.total} series shown; narrow the query for the rest")
+        )
+    what = "scalar" if view.scalar else f"{view.total} series"
+    return Message(f"Query result: {what}", blocks)
+
+
+def _code(lines: list[str]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and sum(len(c) + 1 for c in chunk) + len(line) > SECTION_LIMIT - 10:
+            blocks.append(_section("```" + escape("\n".join(chunk)) + "```"))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(_section("```" + escape("\n".join(chunk)) + "```"))
+    return blocks
+
+
+def _health_item(item: mv.HealthItem) -> list[str]:
+    kind = "" if item.kind == "service" else " _(dependency)_"
+    return [
+        f"{VERDICT_ICON[item.verdict]} *{escape(item.name)}*{kind}",
+        *(f"      {escape(x)}" for x in item.lines),
+    ]
+
+
+@render.register
+def _health(view: mv.HealthReport) -> Message:
+    troubled = [i for i in view.items if i.verdict != "ok"]
+    summary = (
+        f"{len(troubled)} of {len(view.items)} need attention"
+        if troubled
+        else f"all {len(view.items)} healthy"
+    )
+    blocks = [
+        _header(f"PayFlow health · {view.environment}"),
+        _context(f"{VERDICT_ICON[view.verdict]} {summary} · worst first"),
+    ]
+    for item in view.items:
+        blocks += _sections(_health_item(item))
+    if view.notes:
+        blocks.append(_context(*(f"❔ {escape(n)}" for n in view.notes[:10])))
+    text = f"PayFlow health ({view.environment}): {summary}"
+    return Message(
+        text, _fit(blocks, "More than one message holds; ask for one: `/payflow health <service>`")
+    )
+
+
+_VERDICT_WORDS = {
+    "ok": "All good",
+    "warn": "Watch",
+    "bad": "Needs attention",
+    "unknown": "Not known to be healthy",
+}
+
+
+def _digest_service(s: mv.DigestService) -> str:
+    live = f"{COLOR_ICON.get(s.live, '')} {s.live}" if s.live else "live: unknown"
+    version = f" `{escape(s.version)}`" if s.version else ""
+    figures = " · ".join(_compact(f) for f in s.figures)
+    return f"{VERDICT_ICON[s.verdict]} *{s.name}* {live}{version} · {s.ready}/{s.desired} ready · {figures}"
+
+
+@render.register
+def _digest(view: mv.DigestReport) -> Message:
+    verdict = view.verdict
+    troubled = [s.name for s in view.services if s.verdict != "ok"]
+    deps_down = [d.name for d in view.dependencies if d.verdict != "ok"]
+    parts = []
+    if troubled:
+        parts.append(f"{len(troubled)} of {len(view.services)} service(s): {', '.join(troubled[:5])}")
+    if deps_down:
+        parts.append(f"dependencies: {', '.join(deps_down)}")
+    if view.alerts.verdict != "ok":
+        parts.append(
+            f"{view.alerts.value} firing alert(s)" if view.alerts.value[:1].isdigit() else "alerts unknown"
+        )
+    headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
+        f" — {'; '.join(parts)}" if parts else ""
+    )
+    blocks = [_header(view.title), _section(headline)]
+    if view.late:
+        blocks.append(_context(f"⏰ {escape(view.late)}"))
+    blocks += _sections([_digest_service(s) for s in view.services])
+    deps = " · ".join(
+        f"{VERDICT_ICON[d.verdict]} {escape(d.name)} {escape('; '.join(d.lines))}" for d in view.dependencies
+    )
+    blocks.append(_section(f"*Dependencies* {deps}" if deps else "*Dependencies* none in the catalog"))
+    blocks.append(
+        _section(f"*Alerts* {VERDICT_ICON[view.alerts.verdict]} {escape(view.alerts.value)} firing")
+    )
+    context = [f"figures over the last {view.window}; CPU and memory against 80 % of limits"]
+    blocks.append(_context(*context))
+    if view.unavailable:
+        blocks.append(_section("\n".join(f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10])))
+    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (f" — {'; '.join(parts)}" if parts else "")
+    if view.late:
+        text += f" ({view.late})"
+    return Message(text, _fit(blocks, "More services than one message holds; see `/payflow health`."))
+
+
+@render.register
+def _error_digest(view: mv.ErrorDigest) -> Message:
+    verdict = view.verdict
+    breaching = [name for name, f in view.rows if f.verdict == "bad"]
+    headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
+        f" — over the SLO: {', '.join(breaching)}" if breaching else ""
+    )
+    blocks = [_header(view.title), _section(headline)]
+    if view.late:
+        blocks.append(_context(f"⏰ {escape(view.late)}"))
+    blocks += _sections(
+        [f"{VERDICT_ICON[f.verdict]} *{name}* {escape(f.value)} (SLO {f.objective})" for name, f in view.rows]
+    )
+    if view.unavailable:
+        blocks.append(_section("\n".join(f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10])))
+    blocks.append(_context(f"error rate over the last {view.window}"))
+    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (
+        f" (over the SLO: {', '.join(breaching)})" if breaching else ""
+    )
+    if view.late:
+        text += f" ({view.late})"
+    return Message(text, _fit(blocks, "More services than one message holds."))
+
+
+@render.register
+def _schedules(view: mv.DigestSchedules) -> Message:
+    if not view.schedules:
+        text = "No digest schedules in the catalog."
+        return Message(text, [_section(text)])
+    lines = []
+    for s in view.schedules:
+        when = slack_date(s.next_at) if s.next_at and view.running else "—"
+        lines.append(
+            f"• *{s.name}* ({s.kind}) `{escape(s.cron)}` {s.timezone} → {escape(s.channel)} · next: {when}"
+        )
+    blocks = [_section("*Digest schedules*"), *_sections(lines)]
+    if not view.running:
+        blocks.append(_context("⚠️ Not posting: set PROMETHEUS_URL so this bot runs the schedules."))
+    blocks.append(_context("`/payflow digest now` posts the health digest here"))
+    return Message("Digest schedules", blocks)
+
+
+def _iso_date(text: str | None) -> str:
+    return slack_date(datetime.fromisoformat(text)) if text else "—"
+
+
+def _change_fields(c: Change) -> list[str]:
+    before = f"{COLOR_ICON[c.from_color]} {c.from_color} `{escape(c.from_version)}`"
+    arrow = f"{before} → {COLOR_ICON[c.to_color]} {c.to_color} `{escape(c.version)}`"
+    return [
+        f"*Service*\n{c.service}",
+        f"*Change*\n{c.kind} `{c.id}`",
+        f"*Traffic*\n{arrow}",
+        f"*Image*\n`{escape(c.to_image)}`",
+        f"*Replicas*\n{c.replicas}",
+        f"*Requested by*\n{_who(c.requester)}",
+    ]
+
+
+def _who(user: str) -> str:
+    return "the bot" if user == "payflow-bot" else f"<@{user}>"
+
+
+@render.register
+def _change_card(view: ChangeCard) -> Message:
+    c = view.change
+    icon = STATE_ICON.get(c.state, "•")
+    head = f"{icon} {view.headline}"
+    blocks: list[dict[str, Any]] = [_section(head)]
+    fields = _change_fields(c)
+    if view.approval:
+        smoke = "\n".join(escape(s) for s in c.smoke) or "—"
+        fields += [f"*Smoke test*\n{smoke}", f"*Expires*\n{_iso_date(c.expires_at)}"]
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]})
+    if c.reason:
+        blocks.append(_context(f"Reason: {escape(c.reason)}"))
+    if c.break_glass:
+        blocks.append(_context(f"🚨 Break-glass during a change freeze: {escape(c.break_glass)}"))
+    blocks += _sections(list(view.lines))
+    blocks += _actions(view.buttons, block_id=f"change:{c.id}")
+    text = f"{c.service} {c.kind} {c.id}: {view.headline}"
+    return Message(text, blocks)
+
+
+@render.register
+def _change_list(view: ChangeList) -> Message:
+    scope = f" for {view.service}" if view.service else ""
+    if not view.changes:
+        text = f"No changes{scope} yet."
+        return Message(text, [_section(text)])
+    lines = []
+    for c in view.changes:
+        icon = STATE_ICON.get(c.state, "•")
+        lines.append(
+            f"{icon} `{c.id}` *{c.service}* {c.kind} {c.from_color} `{escape(c.from_version)}` → "
+            f"{c.to_color} `{escape(c.version)}` · *{c.state.replace('_', ' ')}* · {_who(c.requester)} · "
+            f"{_iso_date(c.created_at)}"
+        )
+    title = f"Changes{scope}: {sum(c.in_flight for c in view.changes)} in flight"
+    return Message(title, [_section(f"*{title}*"), *_sections(lines)])
+
+
+# --- logs and alerts ----------------------------------------------------------------------
+
+
+def _code_blocks(lines: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """Lines in code fences, as many sections as Slack's limit needs; a fence inside a line is
+    defused so log text cannot close the block and format the rest."""
+    safe = [escape(line).replace("```", "'''") for line in lines]
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in safe:
+        line = line[: SECTION_LIMIT - 10]
+        if chunks[-1] and size + len(line) + 1 > SECTION_LIMIT - 10:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += len(line) + 1
+    return [_section("```\n" + "\n".join(chunk) + "\n```") for chunk in chunks if chunk]
+
+
+@render.register
+def _logs(view: LogExcerpt) -> Message:
+    blocks = [_section(f"📜 *{escape(view.headline)}*")]
+    if view.lines:
+        blocks += _code_blocks(view.lines)
+    else:
+        which = "ERROR lines" if view.errors_only else "log lines"
+        blocks.append(_section(f"No {which} in that window."))
+    notes = []
+    if view.redacted:
+        notes.append(f"🔒 {view.redacted} line(s) had card numbers, tokens or passwords redacted")
+    notes += [f"⚠️ {escape(p)}" for p in view.problems]
+    if notes:
+        blocks.append(_context(*notes[:10]))
+    return Message(view.headline, _fit(blocks, "Too many lines for one message; ask for fewer."))
+
+
+ALERT_ICON = {"firing": "🔥", "resolved": "✅"}
+
+
+def _alert_text(a: AlertLine) -> str:
+    who = f" `{escape(a.instance)}`" if a.instance else ""
+    summary = f" — {escape(a.summary)}" if a.summary else ""
+    if a.status == "resolved":
+        when = f" · resolved {slack_date(a.ends_at)}" if a.ends_at else ""
+        return f"~{escape(a.name)}~{who}{summary}{when}"
+    when = f" · since {slack_date(a.starts_at)}" if a.starts_at else ""
+    return f"*{escape(a.name)}*{who}{summary}{when}"
+
+
+def _alert_line(a: AlertLine) -> str:
+    return f"{'✅' if a.status == 'resolved' else '🔴'} {_alert_text(a)}"
+
+
+def _link(url: str, label: str) -> str | None:
+    if not url.startswith(("http://", "https://")) or any(c in url for c in " |<>\n"):
+        return None
+    return f"<{url}|{label}>"
+
+
+@render.register
+def _alert_group(view: AlertGroupCard) -> Message:
+    firing = sum(a.status == "firing" for a in view.alerts)
+    about = " · ".join(escape(x) for x in (view.service, view.severity) if x)
+    head = f"{ALERT_ICON.get(view.status, '•')} *{view.status.upper()}* · *{escape(view.title)}*"
+    head += f" · {about}" if about else ""
+    count = f"{firing} firing, {len(view.alerts) - firing} resolved"
+    blocks = [_section(head), *_sections([_alert_line(a) for a in view.alerts])]
+    context = [" · ".join(f"`{escape(k)}={escape(v)}`" for k, v in view.labels), count]
+    if view.truncated:
+        context.append(f"{view.truncated} more alert(s) left out by Alertmanager")
+    link = _link(view.source, "Alertmanager") if view.source else None
+    if link:
+        context.append(link)
+    blocks.append(_context(*(c for c in context if c)))
+    if view.silenced_by:
+        until = f" until {slack_date(view.silenced_until)}" if view.silenced_until else ""
+        blocks.append(_context(f"🔕 Silenced by <@{view.silenced_by}>{until}"))
+    blocks += _actions(view.buttons, block_id="alertgroup")
+    service = f" ({view.service})" if view.service else ""
+    text = f"{ALERT_ICON.get(view.status, '')} {view.status.upper()}: {view.title}{service} — {count}"
+    return Message(text, _fit(blocks, "More alerts than one message holds; see Alertmanager."))
+
+
+@render.register
+def _alert_changes(view: AlertChanges) -> Message:
+    lines = [f"🔥 Fired: {_alert_text(a)}" for a in view.fired]
+    lines += [f"✅ Resolved: {_alert_text(a)}" for a in view.resolved]
+    text = f"{len(view.fired)} fired, {len(view.resolved)} resolved"
+    return Message(text, _fit(_sections(lines), "More changes than one message holds."))

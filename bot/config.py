@@ -23,6 +23,15 @@ from pydantic import (
     model_validator,
 )
 
+from bot.metrics_config import (
+    Dependency,
+    DigestSchedule,
+    PromQL,
+    default_dependencies,
+    default_digests,
+    unique_names,
+)
+
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
 DEFAULT_CATALOG = "catalog.default.yaml"
@@ -57,12 +66,28 @@ class FreezeWindow(_Strict):
         return self
 
 
+class Smoke(_Strict):
+    """The guide's `curl /health` on the idle color, made strict: N successes in a row."""
+
+    successes: Annotated[int, Field(ge=1, le=20)] = 3
+    attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    interval_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 3.0
+    via: Literal["direct", "apiserver"] = "direct"  # apiserver: through the API server's service proxy
+
+
 class Environment(_Strict):
     namespace: str = "payflow"
     kube_context: str | None = None
     four_eyes: bool = True
     approval_ttl_seconds: Annotated[int, Field(gt=0, le=86400)] = 900
     freeze_windows: list[FreezeWindow] = []
+    rollout_timeout_seconds: Annotated[int, Field(gt=0, le=7200)] = 900
+    change_lock_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
+    bake_seconds: Annotated[int, Field(ge=0, le=86400)] = 600
+    bake_interval_seconds: Annotated[int, Field(gt=0, le=3600)] = 60
+    bake_window: str = "2m"
+    smoke: Smoke = Smoke()
 
     @field_validator("namespace")
     @classmethod
@@ -92,6 +117,7 @@ class ServiceSpec(_Strict):
     deployment: str = "{service}-{color}"
     k8s_service: str = "{service}-{color}"
     health_path: str = "/health"
+    health_url: str = "http://{k8s_service}.{namespace}.svc.cluster.local:{port}{health_path}"
     traffic: Traffic = Traffic()
 
     @model_validator(mode="after")
@@ -170,6 +196,24 @@ class SLOs(_Strict):
     availability: Annotated[float, Field(gt=0, le=1)] = 0.999
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _label_name(v: str) -> str:
+    if not _LABEL_NAME.match(v):
+        raise ValueError(f"{v!r} is not a Prometheus label name (letters, digits, '_')")
+    return v
+
+
+class AlertRouting(_Strict):
+    """How Alertmanager's groups become Slack messages: the labels that name the service and the
+    severity, and a channel per severity (any other severity goes to `channels.alerts`)."""
+
+    service_label: Annotated[str, AfterValidator(_label_name)] = "service"
+    severity_label: Annotated[str, AfterValidator(_label_name)] = "severity"
+    channels: dict[str, Annotated[str, AfterValidator(_channel)]] = {}
+
+
 def _service_name(name: str) -> str:
     if not _DNS_LABEL.match(name):
         raise ValueError("service names must be DNS labels (lowercase letters, digits, '-')")
@@ -185,7 +229,16 @@ class Catalog(_Strict):
     services: dict[ServiceName, ServiceSpec]
     roles: Roles = Roles()
     channels: Channels = Channels()
+    alerts: AlertRouting = AlertRouting()
     slos: SLOs = SLOs()
+    promql: PromQL = PromQL()
+    dependencies: dict[ServiceName, Dependency] = Field(default_factory=default_dependencies)
+    digests: list[DigestSchedule] = Field(default_factory=default_digests)
+
+    @field_validator("digests")
+    @classmethod
+    def _unique_digests(cls, v: list[DigestSchedule]) -> list[DigestSchedule]:
+        return unique_names(v)
 
     @field_validator("services")
     @classmethod
@@ -212,6 +265,9 @@ class Catalog(_Strict):
     def service(self, name: str) -> ServiceSpec:
         return self.services[name]
 
+    def alert_channel(self, severity: str | None) -> str:
+        return self.alerts.channels.get(severity or "", self.channels.alerts)
+
     def deployment_name(self, service: str, color: Color) -> str:
         return self.services[service].deployment.format(service=service, color=color)
 
@@ -223,6 +279,25 @@ class Catalog(_Strict):
 
     def image_repository(self, service: str) -> str:
         return self.services[service].image.format(service=service)
+
+    def image(self, service: str, version: str) -> str:
+        """`payflow/api-gateway:v1.2.3`, or `payflow/api-gateway@sha256:…` for a digest."""
+        sep = "@" if version.startswith("sha256:") else ":"
+        return f"{self.image_repository(service)}{sep}{version}"
+
+    def health_url(self, service: str, color: Color) -> str:
+        spec = self.services[service]
+        return spec.health_url.format(
+            service=service,
+            color=color,
+            k8s_service=self.k8s_service_name(service, color),
+            namespace=self.namespace,
+            port=spec.port,
+            health_path=spec.health_path,
+        )
+
+    def freeze_at(self, at: datetime) -> FreezeWindow | None:
+        return next((w for w in self.env.freeze_windows if w.start <= at < w.end), None)
 
 
 class CatalogError(Exception):

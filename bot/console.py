@@ -70,8 +70,11 @@ class TextRenderer:
         style = {"primary": "", "danger": " (!)"}.get(el.get("style", ""), "")
         return f"[{len(self.buttons)}] {label}{style}"
 
-    def render(self, channel: str, message: dict[str, Any]) -> str:
+    def render(self, channel: str, message: dict[str, Any], *, compact: bool = False) -> str:
+        """`compact`: for a message updated in place, leave out the fields the reader saw already."""
         blocks = message.get("blocks") or []
+        if compact:
+            blocks = [b for b in blocks if not b.get("fields") and b.get("type") != "context"]
         if not blocks:
             return _mrkdwn(message.get("text", ""))
         lines: list[str] = []
@@ -115,6 +118,10 @@ class Console:
         self.user = user
         self.channel_id, self.channel_name = demo.OPS_CHANNEL_ID, demo.OPS_CHANNEL_NAME
         self.channel_names = {demo.OPS_CHANNEL_ID: demo.OPS_CHANNEL_NAME}
+        channels = runtime.catalog.channels
+        for name in {channels.approvals, channels.alerts, channels.audit, channels.digests}:
+            if name.startswith("#"):
+                self.channel_names[stub.channel_id(name)] = name[1:]
         self.out = out
         self.renderer = TextRenderer()
         self._events: list[Any] = []  # every call the bot made to "Slack", in arrival order
@@ -141,10 +148,12 @@ class Console:
             channel = str(p.get("channel", "?"))
             ts = p.get("ts") or call.response.get("ts", "0")
             message = {"ts": ts, "text": p.get("text", ""), "blocks": p.get("blocks") or []}
-            edited = " (updated)" if call.method == "chat.update" else ""
+            updated = call.method == "chat.update"
             where = channel if channel.startswith("#") else f"#{self.channel_names.get(channel, channel)}"
             thread = " (in thread)" if p.get("thread_ts") else ""
-            return f"\n{where} · payflow-bot{edited}{thread}:\n{self.renderer.render(channel, message)}"
+            edited = " (updated)" if updated else ""
+            body = self.renderer.render(channel, message, compact=updated)
+            return f"\n{where} · payflow-bot{edited}{thread}:\n{body}"
         if call.method in ("response_url", "chat.postEphemeral"):
             public = p.get("response_type") == "in_channel"
             head = f"#{self.channel_name} · payflow-bot:" if public else "(only visible to you) payflow-bot:"
@@ -242,14 +251,25 @@ async def _repl(console: Console, read: Callable[[str], str]) -> None:
         f"PayFlow console — you are {console.user.name} ({console.user.role}) in #{console.channel_name}. "
         "/help for help."
     )
-    while True:
-        try:
-            line = await asyncio.to_thread(read, PROMPT)
-        except (EOFError, KeyboardInterrupt):
-            console.say("")
-            return
-        if not await console.handle(line):
-            return
+
+    async def follow() -> None:
+        """Messages the bot posts or updates on its own (rollouts, approvals) appear as they come."""
+        while True:
+            await asyncio.sleep(0.3)
+            console.show_new()
+
+    follower = asyncio.create_task(follow())
+    try:
+        while True:
+            try:
+                line = await asyncio.to_thread(read, PROMPT)
+            except (EOFError, KeyboardInterrupt):
+                console.say("")
+                return
+            if not await console.handle(line):
+                return
+    finally:
+        follower.cancel()
 
 
 @contextlib.contextmanager
@@ -266,17 +286,22 @@ def open_console(*, sandbox: bool, user: demo.DemoUser, out: TextIO = sys.stdout
     with contextlib.ExitStack() as stack:
         stub = stack.enter_context(SlackApiStub(bot_token="xoxb-console", usergroups=demo.USERGROUPS))
         kubeconfig, store, context = env.kubeconfig, None, catalog.env.kube_context
+        sandbox_prometheus: str | None = None
         if sandbox:
             from sandbox.cluster import Cluster
             from sandbox.k8s_api import SandboxServer
             from sandbox.seed import seed, wait_until_ready
 
             cluster = seed(Cluster(), catalog)
+            cluster.leaky_logs = True  # so `/payflow logs` shows redaction at work
             server = stack.enter_context(SandboxServer(cluster))
             wait_until_ready(cluster, catalog)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="payflow-console-")))
             kubeconfig, store, context = str(server.write_kubeconfig(tmp / "kubeconfig")), MemoryStore(), None
             print(f"sandbox cluster on {server.url}; embedded store; Slack played locally", file=out)
+            from sandbox.prometheus import for_console
+
+            sandbox_prometheus = for_console(stack, server.url, catalog.slos.error_rate, out)
         elif not kubeconfig:
             raise SystemExit("console without --sandbox needs KUBECONFIG pointing at a cluster")
         settings = Settings(
@@ -284,7 +309,7 @@ def open_console(*, sandbox: bool, user: demo.DemoUser, out: TextIO = sys.stdout
             slack_signing_secret=signing_secret,
             slack_api_url=stub.api_url,
             redis_url=None if sandbox else env.redis_url,
-            prometheus_url=env.prometheus_url,
+            prometheus_url=sandbox_prometheus or env.prometheus_url,
             kubeconfig=kubeconfig,
         )
         kube = Kube.connect(catalog.namespace, kubeconfig=kubeconfig, context=context)

@@ -130,7 +130,9 @@ class Dispatcher:
         async def work(ctx: Context) -> Reply:
             return await spec.handler(job.value, ctx)
 
-        await self._perform(job.invocation, f"click:{job.action}", spec.role, None, work, job.message)
+        await self._perform(
+            job.invocation, f"click:{job.action}", spec.role, None, work, job.message, clicked=True
+        )
 
     async def _perform(
         self,
@@ -140,13 +142,14 @@ class Dispatcher:
         target: str | None,
         work: Callable[[Context], Awaitable[Reply]],
         message: MessageRef | None = None,
+        clicked: bool = False,
     ) -> None:
-        decision = await self.policy.check(inv.caller, role)
+        decision = await self.policy.check(inv.caller, role, any_channel=clicked)
         if not decision.allowed:
             reply = Reply(Notice(decision.reason, Tone.ERROR))
             await self._finish(inv, name, target, "denied", decision.reason, reply)
             return
-        ctx = Context(self.deps, inv.user_id, inv.channel_id, message)
+        ctx = Context(self.deps, inv.user_id, inv.channel_id, message, decision.role)
         try:
             reply = await work(ctx)
             outcome, detail = "ok", reply.detail

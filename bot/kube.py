@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 class KubeError(Exception):
@@ -57,6 +58,7 @@ class PodState:
     waiting_reason: str | None
     phase: str
     deleting: bool = False
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,16 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where one traffic object sends a service: the JSON pointer to the value that names the color."""
+
+    object: str
+    pointer: str
+    value: str | None
+    resource_version: str
+
+
+@dataclass(frozen=True)
 class ScaleState:
     replicas: int
     resource_version: str
@@ -173,6 +185,7 @@ def _pod(obj: dict[str, Any]) -> PodState:
         waiting_reason=waiting,
         phase=status.get("phase", "Unknown"),
         deleting=bool(meta.get("deletionTimestamp")),
+        image=next((c.get("image") for c in (obj.get("spec", {}).get("containers") or [])), None),
     )
 
 
@@ -234,8 +247,8 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one client call in the pool; returns parsed JSON (or text for logs)."""
+    async def _call(self, fn: Any, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
+        """Run one client call in the pool; returns parsed JSON, or the bytes when `raw`."""
 
         def call() -> Any:
             try:
@@ -251,6 +264,8 @@ class Kube:
             except Exception as exc:  # urllib3 connection and timeout errors
                 raise Unreachable(f"Kubernetes API not reachable: {type(exc).__name__}") from None
             data = resp.data
+            if raw:
+                return data
             return json.loads(data) if data else None
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
@@ -270,6 +285,25 @@ class Kube:
         kwargs = {"label_selector": label_selector} if label_selector else {}
         data = await self._call(self._core.list_namespaced_pod, self.namespace, **kwargs)
         return [_pod(p) for p in data.get("items", [])]
+
+    async def pod_log(
+        self,
+        pod: str,
+        *,
+        container: str | None,
+        tail_lines: int,
+        since_seconds: int | None,
+        timestamps: bool = False,
+    ) -> str:
+        """The newest `tail_lines` lines of one container (`kubectl logs --tail --since`), as text.
+        `timestamps` prefixes each line with the kubelet's RFC 3339 time, to merge pods in order."""
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines, "timestamps": timestamps}
+        if container:
+            kwargs["container"] = container
+        if since_seconds is not None:
+            kwargs["since_seconds"] = since_seconds
+        data = await self._call(self._core.read_namespaced_pod_log, pod, self.namespace, raw=True, **kwargs)
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
 
     async def ingresses(self) -> dict[str, IngressState]:
         data = await self._call(self._net.list_namespaced_ingress, self.namespace)
@@ -323,3 +357,73 @@ class Kube:
             _content_type=JSON_PATCH,
         )
         return ScaleState(int(data["spec"]["replicas"]), data["metadata"]["resourceVersion"])
+
+    async def _patch_deployment(self, name: str, patch: dict[str, Any], content_type: str) -> DeploymentState:
+        data = await self._call(
+            self._apps.patch_namespaced_deployment, name, self.namespace, patch, _content_type=content_type
+        )
+        return _deployment(data)
+
+    async def set_image(self, deployment: str, container: str, image: str, replicas: int) -> DeploymentState:
+        """The guide's `kubectl set image` + `kubectl scale` on the idle color, in one patch."""
+        patch = {
+            "spec": {
+                "replicas": replicas,
+                "template": {"spec": {"containers": [{"name": container, "image": image}]}},
+            }
+        }
+        return await self._patch_deployment(deployment, patch, STRATEGIC_PATCH)
+
+    async def scale_to(self, deployment: str, replicas: int) -> DeploymentState:
+        patch = {"spec": {"replicas": replicas}}
+        return await self._patch_deployment(deployment, patch, MERGE_PATCH)
+
+    async def restart(self, deployment: str, at: str) -> DeploymentState:
+        """`kubectl rollout restart`: a new pod-template annotation rolls every pod."""
+        annotations = {"kubectl.kubernetes.io/restartedAt": at}
+        patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        return await self._patch_deployment(deployment, patch, STRATEGIC_PATCH)
+
+    async def ingress_route(self, name: str, host: str | None, path: str) -> Route:
+        data = await self._call(self._net.read_namespaced_ingress, name, self.namespace)
+        for i, rule in enumerate(data.get("spec", {}).get("rules", []) or []):
+            if rule.get("host") != host:
+                continue
+            for j, p in enumerate((rule.get("http") or {}).get("paths", []) or []):
+                if p.get("path", "/") == path:
+                    backend = ((p.get("backend") or {}).get("service") or {}).get("name")
+                    pointer = f"/spec/rules/{i}/http/paths/{j}/backend/service/name"
+                    return Route(name, pointer, backend, str(data["metadata"]["resourceVersion"]))
+        raise NotFound(f"ingress {name} has no rule for {host or '*'}{path}")
+
+    async def service_route(self, name: str, key: str) -> Route:
+        data = await self._call(self._core.read_namespaced_service, name, self.namespace)
+        value = (data.get("spec", {}).get("selector") or {}).get(key)
+        pointer = "/spec/selector/" + key.replace("~", "~0").replace("/", "~1")
+        return Route(name, pointer, value, str(data["metadata"]["resourceVersion"]))
+
+    async def switch(self, kind: str, route: Route, new_value: str) -> Route:
+        """The traffic switch: ONE conditional JSON patch. It applies only if the object is still at
+        the resourceVersion we checked and still points where we think; else Conflict, no retry."""
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": route.resource_version},
+            {"op": "test", "path": route.pointer, "value": route.value},
+            {"op": "replace", "path": route.pointer, "value": new_value},
+        ]
+        fn = self._net.patch_namespaced_ingress if kind == "ingress" else self._core.patch_namespaced_service
+        data = await self._call(fn, route.object, self.namespace, patch, _content_type=JSON_PATCH)
+        return Route(route.object, route.pointer, new_value, str(data["metadata"]["resourceVersion"]))
+
+    async def proxy_get(self, service: str, port: int, path: str) -> tuple[int, str]:
+        """GET through the API server's service proxy (for probes from outside the cluster)."""
+        try:
+            data = await self._call(
+                self._core.connect_get_namespaced_service_proxy_with_path,
+                f"{service}:{port}",
+                self.namespace,
+                path.lstrip("/"),
+                raw=True,
+            )
+        except KubeError as exc:
+            return 503, str(exc)
+        return 200, data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)

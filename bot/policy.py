@@ -89,10 +89,11 @@ class Policy:
             names.add(f"#{caller.channel_name}")
         return any(c in names for c in channels.commands)
 
-    async def check(self, caller: Caller, needed: Role | None) -> Decision:
+    async def check(self, caller: Caller, needed: Role | None, *, any_channel: bool = False) -> Decision:
+        """`any_channel`: for clicks on buttons the bot itself posted (approvals, alerts)."""
         if needed is None:
             return Decision(True)
-        if not self.channel_allowed(caller):
+        if not any_channel and not self.channel_allowed(caller):
             where = ", ".join(self._catalog.channels.commands) or "no channel yet"
             return Decision(False, f"/payflow is not enabled here. Use it in {where}.", needed)
         try:

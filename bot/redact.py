@@ -2,21 +2,29 @@
 
 Applied by the Slack gateway to every outgoing message, so no handler can forget it. Card
 numbers are redacted only when they pass the Luhn check: order IDs and amounts stay readable.
+Redacting is idempotent, so text redacted by a handler (log excerpts) passes the gateway unchanged.
 """
 
 from __future__ import annotations
 
 import re
 
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,}(?![\w-])")  # a run of digit groups; `_card` decides
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+_BEARER = re.compile(r"(?i)\b(bearer|authorization:[ \t]*basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _SLACK_TOKEN = re.compile(r"\bxox[abprse]-[A-Za-z0-9-]{10,}")
+# Any key that ends like a secret (DB_PASSWORD, auth_token, X-Api-Key, aws_secret_access_key …);
+# the value stops at the end of the line, so a bare `password:` never swallows the next line.
 _KEY_VALUE = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|client_secret|token|access_token|api_key|apikey)"
-    r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+    r"(?i)(?<![A-Za-z0-9])([A-Za-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|"
+    r"access[_-]?key|private[_-]?key|secret[_-]?key|credentials?))"
+    r"([\"']?[ \t]*[=:][ \t]*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;&\"']+)"
 )
-_URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^:/@\s]+):([^@/\s]+)@", re.IGNORECASE)
+# user:password@ in any URL; the user may be empty (redis://:pw@host) and an unescaped @ inside
+# the password must not leave its tail behind, so the match runs to the last @ before the host.
+_URL_CREDENTIALS = re.compile(
+    r"\b([a-z][a-z0-9+.-]*://)([^:/@\s]*):([^/\s]+)@(?=[^@/\s]*(?:[/\s?#]|$))", re.IGNORECASE
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -29,13 +37,42 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_end(groups: list[str], separators: list[str], i: int) -> int | None:
+    """The end of the longest card starting at group `i`: 13–19 digits passing Luhn, one kind of
+    separator, and (when grouped) a four-digit first group, as every card scheme prints them."""
+    if len(groups[i]) > 19:
+        return None
+    ends, digits = [], 0
+    for j in range(i, len(groups)):
+        digits += len(groups[j])
+        if digits > 19 or (j > i and separators[j - 1] != separators[i]):
+            break
+        ends.append(j + 1)
+    for end in reversed(ends):
+        number = "".join(groups[i:end])
+        if len(number) >= 13 and (end == i + 1 or len(groups[i]) == 4) and luhn_valid(number):
+            return end
+    return None
+
+
 def _card(match: re.Match[str]) -> str:
-    raw = match.group(0)
-    digits = re.sub(r"[ -]", "", raw)
-    separators = set(re.findall(r"[ -]", raw))
-    if 13 <= len(digits) <= 19 and len(separators) <= 1 and luhn_valid(digits):
-        return "[REDACTED card]"
-    return raw
+    """Redact every card inside a run of digit groups: `txn 42 4111 1111 1111 1111` must not
+    hide the card behind the number in front of it (the run as a whole fails the Luhn check)."""
+    parts = re.split(r"([ -])", match.group(0))
+    groups, separators = parts[0::2], parts[1::2]
+    out: list[str] = []
+    i = 0
+    while i < len(groups):
+        end = _card_end(groups, separators, i)
+        if end is None:
+            out.append(groups[i])
+            end = i + 1
+        else:
+            out.append("[REDACTED card]")
+        if end < len(groups):
+            out.append(separators[end - 1])
+        i = end
+    return "".join(out)
 
 
 def redact(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.alertmanager import Alertmanager
 from bot.app import build_bolt
 from bot.config import Catalog
 from bot.dispatch import Dispatcher
@@ -15,6 +16,7 @@ from bot.jobs import Jobs
 from bot.kube import Kube
 from bot.notify import Notifier
 from bot.policy import Policy
+from bot.prom import Prom
 from bot.settings import Settings
 from bot.slack import SlackGateway, make_client
 from bot.store import Store, open_store
@@ -69,7 +71,10 @@ def build_runtime(
     telemetry = Telemetry()
     jobs = jobs or Jobs()
     policy = Policy(catalog, slack.group_members)
-    deps = Deps(catalog, kube, store, Notifier(slack), jobs.spawn, prom)
+    alertmanager = Alertmanager(settings.alertmanager_url) if settings.alertmanager_url else None
+    if prom is None and settings.prometheus_url:
+        prom = Prom(settings.prometheus_url, timeout=catalog.promql.timeout_seconds, catalog=catalog)
+    deps = Deps(catalog, kube, store, Notifier(slack), jobs.spawn, prom, alertmanager=alertmanager)
     dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute
     bolt = build_bolt(

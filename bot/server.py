@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.alert_webhook import alertmanager_route
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def build_web(runtime: Runtime) -> ASGIApp:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            alertmanager_route(runtime),
         ],
         lifespan=lifespan,
     )

@@ -19,6 +19,12 @@ class Settings:
     kubeconfig: str | None = None
     config_path: str | None = None
     command: str = "/payflow"
+    # Alertmanager: its webhook authenticates to us with a bearer token or basic auth; we create
+    # silences through its API at ALERTMANAGER_URL (which may carry credentials).
+    alertmanager_url: str | None = field(default=None, repr=False)
+    alertmanager_webhook_token: str | None = field(default=None, repr=False)
+    alertmanager_webhook_user: str | None = None
+    alertmanager_webhook_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -35,10 +41,18 @@ class Settings:
             prometheus_url=get("PROMETHEUS_URL"),
             kubeconfig=get("KUBECONFIG"),
             config_path=get("PAYFLOW_CONFIG"),
+            alertmanager_url=get("ALERTMANAGER_URL"),
+            alertmanager_webhook_token=get("ALERTMANAGER_WEBHOOK_TOKEN"),
+            alertmanager_webhook_user=get("ALERTMANAGER_WEBHOOK_USER"),
+            alertmanager_webhook_password=get("ALERTMANAGER_WEBHOOK_PASSWORD"),
         )
 
     def problems_for_serve(self, socket_mode: bool) -> list[str]:
         problems = []
+        if bool(self.alertmanager_webhook_user) != bool(self.alertmanager_webhook_password):
+            problems.append(
+                "ALERTMANAGER_WEBHOOK_USER and ALERTMANAGER_WEBHOOK_PASSWORD go together: set both or neither"
+            )
         if not self.slack_bot_token:
             problems.append(
                 "SLACK_BOT_TOKEN is not set: the bot token (xoxb-…) from the app's OAuth & Permissions page"

@@ -7,7 +7,6 @@ after Retry-After by slack_sdk; nothing else is retried, so a message is never p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -15,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.blocks import Message
+from bot.messages import MessageRef
 from bot.redact import redact, redact_blocks
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,6 @@ class SlackError(Exception):
         super().__init__(f"Slack {method} failed: {code}")
         self.method = method
         self.code = code
-
-
-@dataclass(frozen=True)
-class MessageRef:
-    channel: str
-    ts: str
 
 
 def make_client(token: str | None, base_url: str | None = None, timeout: int = 10) -> AsyncWebClient:

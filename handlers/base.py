@@ -9,8 +9,9 @@ from typing import Any
 
 from bot.config import Catalog
 from bot.kube import Kube
+from bot.messages import MessageRef
 from bot.notify import Notifier
-from bot.slack import MessageRef
+from bot.roles import Role
 from bot.store import AuditEntry, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Deps:
     notifier: Notifier
     spawn: Spawn  # start a long-running task (a rollout watch, a bake) that outlives the job
     prom: Any = None  # bot.prom.Prom when PROMETHEUS_URL is set
+    alertmanager: Any = None  # bot.alertmanager.Alertmanager when ALERTMANAGER_URL is set
 
     async def audit(self, entry: AuditEntry) -> bool:
         """Append to the audit trail; False (and a loud log) if the store is unreachable."""
@@ -45,6 +47,7 @@ class Context:
     actor: str
     channel: str = ""
     message: MessageRef | None = None  # the message a clicked button sits on
+    role: Role | None = None  # the caller's role, as the policy found it
 
     @property
     def catalog(self) -> Catalog:

@@ -9,16 +9,8 @@ from bot.commands import Scale
 from bot.kube import Conflict
 from bot.topology import live_color, traffic_label
 from bot.views import Notice, Reply, Scaled
-from handlers.base import Context, Refused, lock_key
-
-
-async def refuse_if_locked(ctx: Context, service: str) -> None:
-    lock = await ctx.store.get(lock_key(service))
-    if lock:
-        raise Refused(
-            f"{service} is locked by <@{lock.get('by', '?')}> since {lock.get('since', '?')}: "
-            f"{lock.get('reason', 'no reason given')}. Nothing was changed."
-        )
+from handlers.base import Context, Refused
+from handlers.locks import refuse_if_locked
 
 
 async def scale(cmd: Scale, ctx: Context) -> Reply:

@@ -35,6 +35,14 @@ DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 MAX_EVENTS = 500
 MAX_LOG_LINES = 2000
 LOG_INTERVAL = 1.0
+LEAKY_LINES = (  # what `leaky_logs` mixes in: the kinds of secrets real payment logs leak
+    "ERROR {prefix} charge declined card=4111 1111 1111 1111 order={n} amount=42.00 EUR",
+    "ERROR {prefix} provider rejected pan 5500-0000-0000-0004 (do_not_honor) txn {n}",
+    "WARN  {prefix} retrying upstream with Authorization: Bearer "
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLWJ5dGVz",
+    "ERROR {prefix} db reconnect failed: postgres://payflow:Sup3rS3cret@postgres-0:5432/payflow",
+    "INFO  {prefix} loaded settings redis_password=hunter2 api_key=sk_live_51Habc123 order={n}",
+)
 NODE_NAME = "sandbox-node"
 NODE_IP = "10.0.0.10"
 
@@ -591,6 +599,7 @@ class _ContainerSim:
     restarts: int = 0
     last_exit: tuple[float, float] | None = None  # (started, finished) of the last crashed instance
     ready_since: float | None = None
+    extra_log: list[tuple[float, str]] = field(default_factory=list)  # lines added by `add_log_lines`
 
 
 @dataclass
@@ -647,6 +656,9 @@ class Cluster:
         if ready_delay is None:
             ready_delay = float(env.get("SANDBOX_READY_DELAY") or DEFAULT_READY_DELAY)
         self.ready_delay: float = ready_delay
+        # Now and then a log line with a card number, a JWT or a password, as real services leak
+        # them: `make run` turns it on so that `/payflow logs` shows the redaction at work.
+        self.leaky_logs = False
         if progress_deadline is None and env.get("SANDBOX_PROGRESS_DEADLINE"):
             progress_deadline = float(env["SANDBOX_PROGRESS_DEADLINE"])
         self.progress_deadline: float | None = progress_deadline
@@ -666,6 +678,7 @@ class Cluster:
         self._write_log: list[WriteRecord] = []
         self._seq = 0
         self._ip_seq = 0
+        self.traffic: Any = None  # sandbox.traffic.Traffic once seeded: served at GET /metrics
         now = self._clock()
         for ns in ("default", "kube-system"):
             self._ensure_namespace(ns, now)
@@ -1045,6 +1058,20 @@ class Cluster:
         if limit_bytes is not None:
             out = out.encode()[:limit_bytes].decode(errors="ignore")
         return out
+
+    def add_log_lines(
+        self, ns: str, pod: str, lines: list[str], *, container: str | None = None, ago: float = 0.0
+    ) -> None:
+        """Make a running container log `lines`, stamped `ago` seconds in the past (tests' corpus)."""
+        with self.lock:
+            now = self._reconcile_locked()
+            sim = self._pods.get((ns, pod))
+            if sim is None:
+                raise KeyError(f"no pod {ns}/{pod}")
+            csim = sim.containers[container] if container else next(iter(sim.containers.values()))
+            t = now - ago
+            csim.extra_log.extend((t + i * 1e-6, line) for i, line in enumerate(lines))
+            csim.extra_log.sort(key=lambda entry: entry[0])
 
     def summary(self) -> JSON:
         """A compact picture of the cluster for the admin endpoint and the console."""
@@ -1961,11 +1988,15 @@ class Cluster:
         )
         for i in range(max(1, count - MAX_LOG_LINES + 1), count + 1):
             h = int.from_bytes(hashlib.blake2b(f"{pod}/{name}/{i}".encode(), digest_size=8).digest(), "big")
-            if h % 17 == 0:
+            if self.leaky_logs and h % 23 == 0:
+                text = LEAKY_LINES[h // 23 % len(LEAKY_LINES)].format(prefix=prefix, n=h % 100_000)
+            elif h % 17 == 0:
                 text = f"WARN  {prefix} slow request POST /api/v1/payments took {200 + h % 800}ms"
             else:
                 text = f"INFO  {prefix} {routes[h % len(routes)]} {1 + h % 40}ms"
             lines.append((start + i * LOG_INTERVAL, text))
+        if csim.extra_log:
+            lines = sorted(lines + [e for e in csim.extra_log if e[0] <= now], key=lambda e: e[0])
         return [(t, f"{self._app_ts(t)} {text}") for t, text in lines[-MAX_LOG_LINES:]]
 
     def _crash_lines(

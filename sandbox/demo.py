@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Catalog, Channels, Members, Roles
+from bot.config import Catalog, Channels, Members, Roles, Smoke
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,17 @@ def demo_catalog(base: Catalog) -> Catalog:
         alerts="#payflow-alerts",
         audit="#payflow-audit",
     )
-    return base.model_copy(update={"roles": roles, "channels": channels})
+    # the sandbox's Services are reached through the API server's service proxy, and a demo
+    # should not bake for ten minutes
+    env = base.env.model_copy(
+        update={
+            "smoke": Smoke(via="apiserver", interval_seconds=0.3),
+            "bake_seconds": 60,
+            "bake_interval_seconds": 15,
+        }
+    )
+    environments = {**base.environments, base.environment: env}
+    return base.model_copy(update={"roles": roles, "channels": channels, "environments": environments})
 
 
 USERGROUPS = {APPROVERS_GROUP: ["U0BOB"]}

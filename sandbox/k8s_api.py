@@ -146,6 +146,9 @@ class SandboxApp:
         path = url.path.rstrip("/") or "/"
         if path in UNAUTHENTICATED_PATHS:
             return Response.text(200, "ok")
+        if path == "/metrics" and method == "GET" and self.cluster.traffic is not None:
+            text = self.cluster.traffic.exposition()  # synthetic traffic, for a real Prometheus
+            return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
         auth = headers.get("Authorization") or ""
         scheme, _, presented = auth.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -395,6 +398,19 @@ class SandboxApp:
             return Response.json(
                 200, {"ready_delay": cluster.ready_delay, "progress_deadline": cluster.progress_deadline}
             )
+        if route == "dependencies" and cluster.traffic is not None:
+            if method == "POST":  # {"postgres": false}: the exporter gauge pg_up drops to 0
+                payload = _json_body(body)
+                if not isinstance(payload, dict) or not all(isinstance(v, bool) for v in payload.values()):
+                    raise ApiError.bad_request('want {"postgres"|"redis"|"rabbitmq": true|false, ...}')
+                try:
+                    states = cluster.traffic.set_dependencies(payload)
+                except ValueError as exc:
+                    raise ApiError.bad_request(str(exc)) from exc
+                return Response.json(200, states)
+            if method == "GET":
+                return Response.json(200, dict(cluster.traffic.dependencies))
+            raise _method_not_allowed(method)
         if route == "writes" and method == "GET":
             kind, ns, name = (_query_str(query, k) for k in ("kind", "namespace", "name"))
             if not kind or not name:

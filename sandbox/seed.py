@@ -100,6 +100,9 @@ def seed(cluster: Any, catalog: Catalog) -> Any:
             cluster.create("Service", k8s_service(catalog, service, color))
     for kind, obj in traffic_objects(catalog):
         cluster.create(kind, obj)
+    from sandbox.traffic import Traffic
+
+    cluster.traffic = Traffic(cluster, catalog)  # synthetic requests, scraped at GET /metrics
     return cluster
 
 

@@ -109,7 +109,7 @@ BAD_INPUT = [
     ("scale api‐gateway ５", "Unknown service `api‐gateway`."),
     ("scale ✨💸 5", "Unknown service `✨💸`."),
     ("sacle api-gateway 5", "Unknown command `sacle`. Did you mean `scale`?"),
-    ("deploy api-gateway v1.2.3", "Unknown command `deploy`."),
+    ("promote api-gateway v1.2.3", "Unknown command `promote`."),
     ("audit api-gateway 500", "N must be between 1 and 50, got 500."),
     ("x" * 4000, "That is 4000 characters; a command is at most 500. Nothing was done."),
 ]
@@ -232,7 +232,9 @@ def test_help_lists_only_implemented_commands(chat):
         "/payflow audit [service] [N]",
     ):
         assert usage in text
-    assert "deploy" not in text and "rollback" not in text
+    for usage in ("/payflow deploy <service> <version> [reason…]", "/payflow rollback <service> [reason…]"):
+        assert usage in text
+    assert "promote" not in text
     assert "e.g. `/payflow scale api-gateway 5`" in chat.run("help scale").all_text()
 
 

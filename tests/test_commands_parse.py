@@ -34,7 +34,7 @@ def test_parses(text, command):
     ("text", "message", "usage_of"),
     [
         ("stauts", "Unknown command `stauts`. Did you mean `status`?", None),
-        ("help deploy", "No command `deploy`.", "help"),
+        ("help promote", "No command `promote`.", "help"),
         ("status nope extra", "Too many arguments: `extra` is not understood here.", "status"),
         ("scale api-gateway 21", "21 replicas is out of bounds: api-gateway takes 2–20.", "scale"),
         ("scale api-gateway 0", "0 replicas is out of bounds", "scale"),

@@ -85,3 +85,29 @@ class Chat:
 
     def audit(self, limit: int = 50) -> list[AuditEntry]:
         return self.bot.call(self.bot.runtime.store.audit(limit=limit))
+
+    def messages(self, channel: str) -> list[Any]:
+        """Current state of the messages in a channel (ID or #name), oldest first."""
+        return self.slack.messages(channel)
+
+    def click(self, message: Any, label: str, *, user: str = "bob", wait: bool = True) -> httpx.Response:
+        """Press the button labelled `label` on a posted message, as `user`, signed like Slack."""
+        for block in message.blocks or []:
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                if el.get("text", {}).get("text") == label:
+                    who = demo.user(user)
+                    user_id, user_name = (who.id, who.name) if who else (user, user.lower())
+                    signed = self.requests.button(
+                        user_id=user_id,
+                        user_name=user_name,
+                        channel_id=message.channel,
+                        channel_name="payflow-approvals",
+                        message={"ts": message.ts, "text": message.text, "blocks": message.blocks},
+                        action=el,
+                        block_id=block.get("block_id", ""),
+                    )
+                    response = self.bot.post(signed)
+                    if wait:
+                        self.bot.idle()
+                    return response
+        raise AssertionError(f"no button {label!r} on the message: {message.text}")

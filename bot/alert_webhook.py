@@ -1,0 +1,104 @@
+"""`POST /alertmanager`: Alertmanager's webhook, in the web process that acks Slack.
+
+It must stay as cheap as a Slack ack: authenticate (constant time), validate the payload, answer
+401 / 400 / 200 at once, and hand the notification to the process that runs jobs. Nothing here
+touches Redis or Slack. Unconfigured, it answers 503 saying what to set: Alertmanager retries
+5xx, so notifications sent before the bot is configured are not silently dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.alertmanager import BadWebhook, parse_webhook
+from bot.runtime import Runtime
+from bot.settings import Settings
+from handlers.alerts import AlertNotification
+
+log = logging.getLogger(__name__)
+
+PATH = "/alertmanager"
+MAX_BODY = 5_000_000
+NOT_CONFIGURED = (
+    "the Alertmanager webhook is not configured: set ALERTMANAGER_WEBHOOK_TOKEN "
+    "(or ALERTMANAGER_WEBHOOK_USER and ALERTMANAGER_WEBHOOK_PASSWORD) on the bot"
+)
+
+
+def _same(given: bytes, expected: bytes) -> bool:
+    """Constant time, length included: compare digests, not the secrets themselves."""
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
+
+
+def configured(settings: Settings) -> bool:
+    basic = settings.alertmanager_webhook_user and settings.alertmanager_webhook_password
+    return bool(settings.alertmanager_webhook_token or basic)
+
+
+def authorized(header: str | None, settings: Settings) -> bool:
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if scheme == "bearer" and settings.alertmanager_webhook_token:
+        return _same(credentials.encode(), settings.alertmanager_webhook_token.encode())
+    user, password = settings.alertmanager_webhook_user, settings.alertmanager_webhook_password
+    if scheme == "basic" and user and password:
+        try:
+            decoded = base64.b64decode(credentials, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return _same(decoded, f"{user}:{password}".encode())
+    return False
+
+
+async def _body(request: Request) -> bytes | None:
+    """The body, or None once it is larger than anything Alertmanager sends."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
+
+
+def alertmanager_route(runtime: Runtime) -> Route:
+    settings = runtime.settings
+
+    async def receive(request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        if not configured(settings):
+            log.warning("Alertmanager notification from %s refused: webhook not configured", client)
+            return JSONResponse({"error": NOT_CONFIGURED}, status_code=503)
+        if not authorized(request.headers.get("authorization"), settings):
+            log.warning("Alertmanager notification from %s refused: bad or missing credentials", client)
+            challenge = "Bearer" if settings.alertmanager_webhook_token else 'Basic realm="payflow-bot"'
+            return JSONResponse(
+                {"error": "missing or wrong credentials"},
+                status_code=401,
+                headers={"WWW-Authenticate": challenge},
+            )
+        body = await _body(request)
+        if body is None:
+            log.warning("Alertmanager notification from %s refused: larger than %d bytes", client, MAX_BODY)
+            return JSONResponse(
+                {"error": f"payload larger than {MAX_BODY} bytes; set max_alerts in Alertmanager"},
+                status_code=413,
+            )
+        try:
+            payload = parse_webhook(body)
+        except BadWebhook as exc:
+            log.warning("malformed Alertmanager notification from %s: %s", client, exc.reason)
+            return JSONResponse({"error": f"malformed notification: {exc.reason}"}, status_code=400)
+        runtime.jobs.submit(AlertNotification(payload))
+        return JSONResponse({"status": "accepted", "alerts": len(payload.alerts)})
+
+    return Route(PATH, receive, methods=["POST"])

@@ -1,0 +1,81 @@
+"""Direct probes for `/payflow health`: a color's `/health` (httpx, or through the API server's
+service proxy when the catalog says the bot cannot reach Services directly), and the optional
+TCP / HTTP probes of dependencies. Every probe has a timeout and reports what it saw."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import httpx
+
+from bot.config import Catalog, Color
+from bot.kube import Kube
+from bot.metrics_config import Probe
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    summary: str  # e.g. "200 v1.0.0 (12 ms)", "503: no ready endpoints", "refused (ConnectError)"
+
+
+def _health_answer(status: int, body: str, took_ms: float) -> ProbeResult:
+    version = None
+    reason = body.strip()[:120]
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            version = data.get("version")
+            reason = str(data.get("reason") or data.get("status") or reason)[:120]
+    except ValueError:
+        pass
+    if status != 200:
+        return ProbeResult(False, f"/health {status}: {reason} ({took_ms:.0f} ms)")
+    return ProbeResult(True, f"/health 200 {version or 'ok'} ({took_ms:.0f} ms)")
+
+
+async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color) -> ProbeResult:
+    """GET the color's health endpoint the way the catalog says it is reachable."""
+    smoke = catalog.env.smoke
+    spec = catalog.service(service)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        if smoke.via == "apiserver":
+            name = catalog.k8s_service_name(service, color)
+            status, body = await asyncio.wait_for(
+                kube.proxy_get(name, spec.port, spec.health_path), smoke.timeout_seconds
+            )
+        else:
+            async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
+                resp = await client.get(catalog.health_url(service, color))
+                status, body = resp.status_code, resp.text
+    except (TimeoutError, httpx.HTTPError) as exc:
+        took = (loop.time() - started) * 1000
+        return ProbeResult(False, f"/health no answer: {type(exc).__name__} after {took:.0f} ms")
+    return _health_answer(status, body, (loop.time() - started) * 1000)
+
+
+async def probe_dependency(probe: Probe) -> ProbeResult:
+    """A TCP connect or an HTTP GET that must answer 2xx."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        if probe.tcp is not None:
+            host, _, port = probe.tcp.rpartition(":")
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), probe.timeout_seconds
+            )
+            writer.close()
+            took = (loop.time() - started) * 1000
+            return ProbeResult(True, f"tcp {probe.tcp} open ({took:.0f} ms)")
+        assert probe.http is not None
+        async with httpx.AsyncClient(timeout=probe.timeout_seconds) as client:
+            resp = await client.get(probe.http)
+        took = (loop.time() - started) * 1000
+        return ProbeResult(resp.is_success, f"http {resp.status_code} ({took:.0f} ms)")
+    except (TimeoutError, OSError, httpx.HTTPError) as exc:
+        what = f"tcp {probe.tcp}" if probe.tcp else "http"
+        return ProbeResult(False, f"{what} failed: {type(exc).__name__}")

@@ -1,0 +1,101 @@
+"""`/payflow health [service]`: the guide's health checks in one message, worst first — ready
+pods per color and restarts (one read of the namespace), the live color's `/health`, and the
+dependencies (PostgreSQL, Redis, RabbitMQ) by their catalog checks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.commands import Health
+from bot.config import Catalog
+from bot.healthcheck import ProbeResult, probe_dependency, probe_health
+from bot.kube import Snapshot
+from bot.prom import Prom, Reading
+from bot.views import VERDICTS, HealthItem, HealthReport, Reply, worst
+from handlers.base import Context
+from handlers.status import service_status
+
+
+def _order(items: list[HealthItem]) -> tuple[HealthItem, ...]:
+    return tuple(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.kind != "service", i.name)))
+
+
+async def service_items(ctx: Context, names: list[str], snap: Snapshot) -> list[HealthItem]:
+    statuses = [service_status(ctx.catalog, name, snap) for name in names]
+    probes = await asyncio.gather(
+        *(
+            probe_health(ctx.catalog, ctx.kube, s.name, s.live)
+            if s.live
+            else _no_probe("no live color to probe")
+            for s in statuses
+        )
+    )
+    items = []
+    for s, probe in zip(statuses, probes, strict=True):
+        verdicts, lines = [], []
+        for c in s.colors:
+            live = " (live)" if c.live else ""
+            lines.append(
+                f"{c.color}{live} {c.version or '—'}: {c.ready}/{c.desired} ready, "
+                f"{c.restarts} restart{'s' * (c.restarts != 1)}, {c.rollout}"
+            )
+            for problem in c.problems:
+                lines.append(f"{c.color}: {problem}")
+                verdicts.append("bad" if c.live else "warn")
+            if c.live and c.restarts:
+                verdicts.append("warn")
+        lines += list(s.problems)
+        verdicts += ["bad"] * len(s.problems)
+        lines.append(f"{s.live or 'live color'}: {probe.summary}")
+        verdicts.append("ok" if probe.ok else "bad")
+        items.append(HealthItem(s.name, "service", worst(verdicts), tuple(lines)))
+    return items
+
+
+async def _no_probe(why: str) -> ProbeResult:
+    return ProbeResult(False, why)
+
+
+def dependency_verdict(reading: Reading, probe: ProbeResult | None) -> tuple[str, list[str]]:
+    """Down if any check says down; up if one says up and none down; otherwise unknown."""
+    lines, verdicts = [], []
+    if reading.value is None:
+        lines.append(f"check: {reading.problem or 'no data'}")
+        verdicts.append("unknown")
+    else:
+        up = reading.value >= 1
+        lines.append(f"check: {'up' if up else 'DOWN'} ({reading.value:g})")
+        verdicts.append("ok" if up else "bad")
+    if probe is not None:
+        lines.append(probe.summary)
+        verdicts.append("ok" if probe.ok else "bad")
+    if "bad" in verdicts:
+        return "bad", lines
+    return ("ok" if "ok" in verdicts else "unknown"), lines
+
+
+async def dependency_items(catalog: Catalog, prom: Prom | None) -> list[HealthItem]:
+    deps = catalog.dependencies
+    if not deps:
+        return []
+    if prom is None:
+        readings = {name: Reading(None, "PROMETHEUS_URL not set") for name in deps}
+    else:
+        readings = await prom.dependencies(deps)
+    probed = {name: dep.probe for name, dep in deps.items() if dep.probe is not None}
+    results = await asyncio.gather(*(probe_dependency(p) for p in probed.values()))
+    probes = dict(zip(probed, results, strict=True))
+    items = []
+    for name in deps:
+        verdict, lines = dependency_verdict(readings[name], probes.get(name))
+        items.append(HealthItem(name, "dependency", verdict, tuple(lines)))
+    return items
+
+
+async def show_health(cmd: Health, ctx: Context) -> Reply:
+    names = [cmd.service] if cmd.service else list(ctx.catalog.services)
+    snap, deps = await asyncio.gather(ctx.kube.snapshot(), dependency_items(ctx.catalog, ctx.deps.prom))
+    services = await service_items(ctx, names, snap)
+    notes = ("dependency checks need Prometheus: PROMETHEUS_URL is not set",) if ctx.deps.prom is None else ()
+    report = HealthReport(ctx.catalog.environment, _order(services + deps), notes)
+    return Reply(report, public=True, detail=f"verdict {report.verdict}")

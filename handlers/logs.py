@@ -1,0 +1,133 @@
+"""`/payflow logs <service> [--errors] [--lines N] [--since 10m]`: the guide's
+`kubectl logs deployment/<service>-<live color> | grep ERROR`, for every pod of the live color.
+
+Lines are merged across pods in the kubelet's time order, bounded, and redacted here before they
+reach a view or a file (the Slack gateway redacts again: two independent nets for card data).
+A short answer is a message; anything longer goes up as a file instead of a wall of text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from bot.commands import Logs
+from bot.kube import KubeError, Unreachable
+from bot.redact import redact
+from bot.slack import SlackError
+from bot.topology import live_color, traffic_label
+from bot.views import LogExcerpt, Notice, Reply
+from handlers.base import Context, Refused
+
+MAX_PODS = 10  # a service at 200 replicas must not cost 200 log reads
+ERROR_SCAN_LINES = 2000  # per pod: how far back `--errors` looks for ERROR lines
+INLINE_LINES = 20
+INLINE_CHARS = 2500
+_KUBE_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{1,9}))?Z$")
+
+
+def _ts_key(stamp: str) -> str | None:
+    """A sort key for the kubelet's RFC 3339 stamp: it drops trailing zeros of the fraction, so
+    the strings do not sort as they are."""
+    match = _KUBE_TS.match(stamp)
+    if not match:
+        return None
+    return stamp[:19] + (match[1] or "").ljust(9, "0")
+
+
+def _parse(text: str, label: str) -> list[tuple[str, str]]:
+    """(sort key, "label line") for each line; a line without a stamp keeps the previous key."""
+    out: list[tuple[str, str]] = []
+    key = ""
+    for raw in text.splitlines():
+        stamp, _, rest = raw.partition(" ")
+        parsed = _ts_key(stamp)
+        if parsed is None:
+            rest = raw
+        else:
+            key = parsed
+        out.append((key, f"{label} {rest}"))
+    return out
+
+
+async def _read(ctx: Context, cmd: Logs, pod: str, container: str) -> str | KubeError:
+    tail = ERROR_SCAN_LINES if cmd.errors_only else cmd.lines
+    try:
+        return await ctx.kube.pod_log(
+            pod, container=container, tail_lines=tail, since_seconds=cmd.since_seconds, timestamps=True
+        )
+    except KubeError as exc:
+        return exc
+
+
+async def show_logs(cmd: Logs, ctx: Context) -> Reply:
+    snap = await ctx.kube.snapshot()
+    color = live_color(ctx.catalog, cmd.service, snap.ingresses, snap.services)
+    if color is None:
+        raise Refused(
+            f"Cannot tell which color of {cmd.service} is live ({traffic_label(ctx.catalog, cmd.service)} "
+            "points at neither), so there are no logs to pick."
+        )
+    deployment = ctx.catalog.deployment_name(cmd.service, color)
+    dep = snap.deployments.get(deployment)
+    if dep is None:
+        raise Refused(f"The live deployment {deployment} does not exist.")
+    pods = sorted(p.name for p in snap.pods if dep.owns(p))
+    if not pods:
+        return Reply(Notice(f"{cmd.service} ({color}) has no pods, so there are no logs to show."))
+    problems = [f"showing {MAX_PODS} of {len(pods)} pods"] if len(pods) > MAX_PODS else []
+    pods = pods[:MAX_PODS]
+    container = ctx.catalog.container_name(cmd.service)
+    texts = await asyncio.gather(*(_read(ctx, cmd, pod, container) for pod in pods))
+    failures = [t for t in texts if isinstance(t, KubeError)]
+    if failures and len(failures) == len(texts) and isinstance(failures[0], Unreachable):
+        raise failures[0]
+    entries: list[tuple[str, str]] = []
+    for pod, text in zip(pods, texts, strict=True):
+        label = pod.removeprefix(f"{deployment}-")
+        if isinstance(text, KubeError):
+            problems.append(f"{label}: {text}")
+        else:
+            entries += _parse(text, label)
+    entries.sort(key=lambda e: e[0])  # stable: lines of one instant keep their pod's order
+    lines = [line for _, line in entries if not cmd.errors_only or "ERROR" in line][-cmd.lines :]
+    clean = [redact(line) for line in lines]
+    view = LogExcerpt(
+        service=cmd.service,
+        color=color,
+        pods=len(pods),
+        lines=tuple(clean),
+        errors_only=cmd.errors_only,
+        since_seconds=cmd.since_seconds,
+        redacted=sum(a != b for a, b in zip(lines, clean, strict=True)),
+        problems=tuple(problems),
+    )
+    detail = f"{color}: {len(clean)} line(s) from {len(pods)} pod(s)"
+    if not clean:
+        which = "ERROR lines" if cmd.errors_only else "log lines"
+        notes = f" ({'; '.join(problems)})" if problems else ""
+        return Reply(Notice(f"No {which} from {cmd.service} ({color}) in that window{notes}."), detail=detail)
+    if len(clean) <= INLINE_LINES and sum(len(line) + 1 for line in clean) <= INLINE_CHARS:
+        return Reply(view, public=True, detail=detail)
+    return await _upload(ctx, view, detail)
+
+
+async def _upload(ctx: Context, view: LogExcerpt, detail: str) -> Reply:
+    kind = "errors" if view.errors_only else "logs"
+    notes = [f"{view.redacted} line(s) redacted"] if view.redacted else []
+    notes += list(view.problems)
+    comment = f"📜 {view.headline}" + (f" ({'; '.join(notes)})" if notes else "")
+    try:
+        await ctx.notifier.upload(
+            ctx.channel,
+            f"{view.service}-{view.color}-{kind}.log",
+            "\n".join(view.lines) + "\n",
+            title=view.headline,
+            comment=comment,
+        )
+    except SlackError as exc:
+        raise Refused(
+            f"Could not share the log file here (Slack: {exc.code}). Invite the bot to this channel, "
+            f"or ask for at most {INLINE_LINES} lines to get them as a message."
+        ) from None
+    return Reply(None, detail=f"{detail}, as a file")

@@ -1,0 +1,67 @@
+"""`/payflow restart <service>`: the guide's `kubectl rollout restart` of the live color, after a
+confirm dialog; no traffic switch. The message is updated in place until the rollout completes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from bot.commands import Restart
+from bot.topology import live_color
+from bot.views import Button, Confirm, Notice, Reply, Tone
+from handlers.base import Context, Deps, Refused
+from handlers.locks import refuse_if_locked
+
+POLL_SECONDS = 1.0
+
+
+async def _live_deployment(ctx: Context, service: str) -> tuple[str, str]:
+    ingresses, services = await asyncio.gather(ctx.kube.ingresses(), ctx.kube.services())
+    color = live_color(ctx.catalog, service, ingresses, services)
+    if color is None:
+        raise Refused(f"Cannot tell which color of {service} is live; nothing was restarted.")
+    return color, ctx.catalog.deployment_name(service, color)
+
+
+async def ask_restart(cmd: Restart, ctx: Context) -> Reply:
+    await refuse_if_locked(ctx, cmd.service)
+    color, name = await _live_deployment(ctx, cmd.service)
+    dep = await ctx.kube.deployment(name)
+    text = (
+        f"Restart *{cmd.service}* ({color})? Every pod of `{name}` ({dep.desired} replicas) is replaced, "
+        "a few at a time; traffic stays on this color."
+    )
+    confirm = Confirm("Restart?", f"Rolling restart of {name}.", ok="Restart")
+    button = Button(f"Restart {cmd.service}", "restart", cmd.service, "danger", confirm)
+    return Reply(Notice(text, Tone.WARNING, buttons=(button,)), detail="asked to confirm")
+
+
+async def restart(service: str, ctx: Context) -> Reply:
+    if service not in ctx.catalog.services:
+        raise Refused(f"Unknown service `{service}`.")
+    await refuse_if_locked(ctx, service)
+    color, name = await _live_deployment(ctx, service)
+    await ctx.kube.restart(name, datetime.now(UTC).isoformat(timespec="seconds"))
+    head = f"♻️ <@{ctx.actor}> restarted *{service}* ({color})"
+    ref = await ctx.notifier.post(ctx.channel, Notice(f"{head}: rolling…", Tone.WORKING))
+    ctx.deps.spawn(_follow(ctx.deps, ref, head, name))
+    return Reply(None, detail=f"{name} restarted", target=service)
+
+
+async def _follow(deps: Deps, ref: object, head: str, name: str) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < deps.catalog.env.rollout_timeout_seconds:
+        await asyncio.sleep(POLL_SECONDS)
+        dep = await deps.kube.deployment(name)
+        line = f"{dep.updated}/{dep.desired} new pods, {dep.ready} ready · {loop.time() - started:.0f} s"
+        if dep.deadline_exceeded:
+            await deps.notifier.update(
+                ref, Notice(f"{head}: ❌ stuck (ProgressDeadlineExceeded) — {line}", Tone.ERROR)
+            )
+            return
+        if dep.rollout_complete:
+            await deps.notifier.update(ref, Notice(f"{head}: ✅ done — {line}", Tone.SUCCESS))
+            return
+        await deps.notifier.update(ref, Notice(f"{head}: rolling… {line}", Tone.WORKING))
+    await deps.notifier.update(ref, Notice(f"{head}: ⚠️ not finished after the rollout timeout", Tone.WARNING))
