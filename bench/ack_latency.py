@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
+from sandbox.local import child_pids, free_port  # noqa: E402
 from sandbox.slack_requests import SignedRequest, SlackRequests  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -69,12 +69,6 @@ threading.Event().wait()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url: str, timeout: float = 20.0) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
@@ -85,18 +79,6 @@ def wait_http(url: str, timeout: float = 20.0) -> float:
             pass
         time.sleep(0.01)
     raise RuntimeError(f"{url} did not come up")
-
-
-def children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
 
 
 def rss_mb(pid: int) -> float:
@@ -260,7 +242,7 @@ def main() -> None:
             results[name] = (latencies, time.perf_counter() - start)
             time.sleep(1.0)  # let our after-ack work finish before the next target
         rss = rss_mb(serve.pid)
-        worker_rss = sum(rss_mb(kid) for kid in children(serve.pid))
+        worker_rss = sum(rss_mb(kid) for kid in child_pids(serve.pid))
 
         print(
             f"\nack latency, {args.n} signed `/payflow status` at concurrency {args.c} "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from bot.config import Smoke, load_catalog  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402
+from sandbox.local import free_port, wait_until  # noqa: E402
 from sandbox.seed import seed, wait_until_ready  # noqa: E402
 from sandbox.slack_api import SlackApiStub  # noqa: E402
 from sandbox.slack_requests import SlackRequests  # noqa: E402
@@ -38,22 +38,6 @@ from sandbox.slack_requests import SlackRequests  # noqa: E402
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
 APPROVALS = "#payflow-approvals"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def main() -> None:
@@ -109,7 +93,7 @@ def main() -> None:
             serve_cmd = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
             procs.append(subprocess.Popen(serve_cmd, env=serve_env, cwd=ROOT))
             url = f"http://127.0.0.1:{port}"
-            wait(lambda: _ok(url + "/readyz"), 20, "serve to be ready")
+            wait_until(lambda: _ok(url + "/readyz"), 20, "serve to be ready")
             latencies = run_changes(args.n, url, slack, cluster)
         finally:
             for p in procs:
@@ -158,7 +142,7 @@ def run_changes(n: int, url: str, slack: SlackApiStub, cluster: Cluster) -> list
                     return m
             return None
 
-        message = wait(approval, 60, f"the approval request for {version}")
+        message = wait_until(approval, 60, f"the approval request for {version}")
         actions = next(b for b in message.blocks if b.get("type") == "actions")
         button = next(e for e in actions["elements"] if e["text"]["text"] == "Approve")
         click = signer.button(
@@ -176,9 +160,9 @@ def run_changes(n: int, url: str, slack: SlackApiStub, cluster: Cluster) -> list
             http.post(url + "/slack/events", content=click.body.encode(), headers=click.headers).status_code
             == 200
         )
-        wait(lambda writes=writes: len(ingress_writes(cluster)) > writes, 30, "the ingress patch")
+        wait_until(lambda writes=writes: len(ingress_writes(cluster)) > writes, 30, "the ingress patch")
         latencies.append(ingress_writes(cluster)[-1].time - sent)
-        wait(
+        wait_until(
             lambda version=version: f"`{version}` to" in _last_progress(slack, version),
             30,
             "the change to finish",

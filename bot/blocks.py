@@ -186,12 +186,16 @@ def _scaled(view: Scaled) -> Message:
     return Message(text, [_section(rich)])
 
 
+def _listing(title: str, lines: list[str], empty: str) -> Message:
+    """A titled list of one-line entries, or a sentence saying there are none."""
+    if not lines:
+        return Message(empty, [_section(empty)])
+    return Message(title, [_section(f"*{title}*"), *_sections(lines)])
+
+
 @render.register
 def _audit(view: AuditPage) -> Message:
     scope = f" for {view.service}" if view.service else ""
-    if not view.entries:
-        text = f"No audit entries{scope} yet."
-        return Message(text, [_section(text)])
     lines = []
     for e in view.entries:
         icon = OUTCOME_ICON.get(e.outcome, "•")
@@ -199,7 +203,7 @@ def _audit(view: AuditPage) -> Message:
         detail = f" — {escape(e.detail)}" if e.detail else ""
         lines.append(f"{icon} {slack_date(e.at)} <@{e.actor}> `{e.action}{target}` *{e.outcome}*{detail}")
     title = f"Audit{scope}: last {len(view.entries)} entr{'y' if len(view.entries) == 1 else 'ies'}"
-    return Message(title, [_section(f"*{title}*"), *_sections(lines)])
+    return _listing(title, lines, f"No audit entries{scope} yet.")
 
 
 @render.register
@@ -469,9 +473,6 @@ def _change_card(view: ChangeCard) -> Message:
 @render.register
 def _change_list(view: ChangeList) -> Message:
     scope = f" for {view.service}" if view.service else ""
-    if not view.changes:
-        text = f"No changes{scope} yet."
-        return Message(text, [_section(text)])
     lines = []
     for c in view.changes:
         icon = STATE_ICON.get(c.state, "•")
@@ -481,7 +482,7 @@ def _change_list(view: ChangeList) -> Message:
             f"{_iso_date(c.created_at)}"
         )
     title = f"Changes{scope}: {sum(c.in_flight for c in view.changes)} in flight"
-    return Message(title, [_section(f"*{title}*"), *_sections(lines)])
+    return _listing(title, lines, f"No changes{scope} yet.")
 
 
 # --- logs and alerts ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from sandbox.local import free_port
+
 INSTALL_HINT = (
     "no `prometheus` binary on this machine: metrics, health figures and digests need one. "
     "Install it with `sudo apt-get install prometheus` (Debian/Ubuntu) or `make system-deps`."
@@ -29,12 +30,6 @@ INSTALL_HINT = (
 
 def available() -> bool:
     return shutil.which("prometheus") is not None and shutil.which("promtool") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrometheusServer:

@@ -158,6 +158,7 @@ def test_alert_fire_then_resolve_updates_one_message(am, bot, slack, redis_serve
         ("Metrics", "payflow:alert_metrics"),
         ("Silence 1h", "payflow:alert_silence"),
     ]
+    bot.idle()  # the job records the message right after posting it
     [(key, record)] = group_records(redis_server).items()
     assert record["ts"] == message.ts and record["status"] == "firing" and record["version"] == 1
     assert key.endswith(record_key(group_id(record["group_key"])))

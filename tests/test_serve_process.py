@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,32 +14,15 @@ import httpx
 import pytest
 
 from sandbox import demo
+from sandbox.local import child_pids, free_port, wait_until
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
 def _worker(pid: int) -> int:
-    [worker] = [p for p in _children(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    [worker] = [p for p in child_pids(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
     return worker
 
 
@@ -53,19 +34,9 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = _free_port()
+    port = free_port()
     catalog = tmp_path / "payflow.yaml"
     # the built-in catalog with the demo channel and roles, written as a file like an operator would
     catalog.write_text(
@@ -101,7 +72,7 @@ def serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[tuple[su
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             return False
 
-    _wait(up, what="serve to answer /healthz")
+    wait_until(up, 15, "serve to answer /healthz")
     yield proc, url
     if proc.poll() is None:
         proc.kill()
@@ -129,9 +100,7 @@ def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_s
     assert [(f["actor"], f["action"], f["outcome"]) for _, f in audit] == [("U0ALICE", "scale", "ok")]
 
     os.kill(_worker(proc.pid), signal.SIGKILL)
-    _wait(
-        lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, what="readyz to report the worker"
-    )
+    wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, 15, "readyz to report it")
     assert httpx.get(url + "/readyz", timeout=5).json()["jobs"] == "worker process is down"
 
     _command(url, slack, "scale api-gateway 4")  # the next job starts a new worker

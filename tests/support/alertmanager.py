@@ -4,7 +4,6 @@ points at the bot, with short group timings so that tests see its actual notific
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,13 +13,9 @@ from typing import Any, Self
 import httpx
 import yaml
 
+from sandbox.local import free_port
+
 BINARY = "prometheus-alertmanager"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _iso(at: datetime) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from urllib.parse import quote
 
 import pytest
 import redis
+
+from sandbox.local import free_port
 
 __all__ = ["RedisServer", "RedisServerMissing", "find_redis_server", "redis_server_fixture"]
 
@@ -50,12 +51,6 @@ def find_redis_server() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise RedisServerMissing(_INSTALL_HINT)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -81,7 +76,7 @@ class RedisServer:
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self._fixed_port = port is not None
-        self.port = port if port is not None else _free_port(self.host)
+        self.port = port if port is not None else free_port(self.host)
         self._dir = Path(tempfile.mkdtemp(prefix="payflow-redis-"))
         self._handle = _Handle()
         # Never leave an orphan server behind: runs on close(), garbage collection or exit.
@@ -121,7 +116,7 @@ class RedisServer:
             except _PortTaken:
                 if self._fixed_port or attempt == 4:
                     raise RuntimeError(f"port {self.port} is in use; {self._log_tail()}") from None
-                self.port = _free_port(self.host)  # lost a race for the free port; pick another
+                self.port = free_port(self.host)  # lost a race for the free port; pick another
         raise AssertionError("unreachable")
 
     def _spawn(self) -> None:
