@@ -77,6 +77,9 @@ async def _load(ctx: Context, change_id: str) -> tuple[Changes, Change]:
     if change.approval is None and ctx.message is not None:
         # clicked before the watcher recorded where it posted the request: that is the message
         change = replace(change, approval=ctx.message)
+    if change.approval is not None and change.approval_link is None:
+        # every transition from here on is audited with the approval message's permalink
+        change = replace(change, approval_link=await ctx.notifier.permalink(change.approval))
     return changes, change
 
 
