@@ -82,7 +82,7 @@ def main() -> None:
             serve_env = {
                 **os.environ,
                 "PYTHONPATH": str(ROOT),
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                 "SLACK_BOT_TOKEN": TOKEN,
                 "SLACK_SIGNING_SECRET": SECRET,
                 "SLACK_API_URL": slack.api_url,

@@ -197,12 +197,14 @@ class Changes:
         """Change fields, not the state; still conditional on the state we know."""
         return await self.move(change, change.state, **updates)
 
-    async def lease(self, change_id: str, owner: str, ttl: float) -> bool:
-        """One watcher per change across processes: whoever holds `watch:<id>` drives it."""
-        key = f"watch:{change_id}"
+    async def lease(self, change_id: str, phase: str, owner: str, ttl: float) -> bool:
+        """One watcher per change and phase (prepare, switch, bake) across processes: whoever
+        holds `watch:<id>:<phase>` drives it. Phases have their own leases so that the bake can
+        start while the approval's watcher is still noticing the click."""
+        key = f"watch:{change_id}:{phase}"
         if await self.store.create(key, {"owner": owner}, ttl=ttl):
             return True
         return bool(await self.store.compare_and_set(key, "owner", owner, {"owner": owner}, ttl=ttl))
 
-    async def unlease(self, change_id: str, owner: str) -> None:
-        await self.store.delete(f"watch:{change_id}", if_field="owner", equals=owner)
+    async def unlease(self, change_id: str, phase: str, owner: str) -> None:
+        await self.store.delete(f"watch:{change_id}:{phase}", if_field="owner", equals=owner)

@@ -202,7 +202,7 @@ async def switch(deps: Deps, changes: Changes, change: Change) -> tuple[bool, st
 async def settle_switch(deps: Deps, change_id: str) -> None:
     """A process died mid-switch: decide from the cluster whether it happened, never guess."""
     changes = changes_of(deps)
-    async with watching(changes, change_id) as held:
+    async with watching(changes, change_id, "switch") as held:
         change = await changes.get(change_id) if held else None
         if change is None or change.state != SWITCHING:
             return
@@ -236,7 +236,7 @@ async def bake(deps: Deps, change_id: str) -> None:
     """Watch the new color against the SLOs; two bad checks in a row propose a rollback."""
     changes = changes_of(deps)
     env = deps.catalog.env
-    async with watching(changes, change_id) as held:
+    async with watching(changes, change_id, "bake") as held:
         change = await changes.get(change_id) if held else None
         if change is None or change.state != BAKING:
             return

@@ -59,20 +59,21 @@ POLL_SECONDS = 1.0
 LEASE_SECONDS = 30.0
 FATAL_WAITING = {"ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
 PROCESS = secrets.token_hex(6)
-_owner: ContextVar[str] = ContextVar("payflow_watch_owner", default=PROCESS)
+_owner: ContextVar[tuple[str, str]] = ContextVar("payflow_watch_owner", default=(PROCESS, "prepare"))
 
 
 async def hold(changes: Changes, change_id: str) -> bool:
-    """Take or keep the watcher lease of a change for the current task."""
-    return await changes.lease(change_id, _owner.get(), LEASE_SECONDS)
+    """Take or keep the current task's watcher lease of a change."""
+    owner, phase = _owner.get()
+    return await changes.lease(change_id, phase, owner, LEASE_SECONDS)
 
 
 @contextlib.asynccontextmanager
-async def watching(changes: Changes, change_id: str) -> AsyncIterator[bool]:
-    """Run as the one watcher of a change (yields False if another task holds it). A change that
-    moved on under us, or a store outage, ends the watch quietly: the record says where it stands
-    and the next watcher resumes from there."""
-    _owner.set(f"{PROCESS}:{secrets.token_hex(3)}")
+async def watching(changes: Changes, change_id: str, phase: str) -> AsyncIterator[bool]:
+    """Run as the one watcher of a change's phase (yields False if another task holds it). A
+    change that moved on under us, or a store outage, ends the watch quietly: the record says
+    where it stands and the next watcher resumes from there."""
+    _owner.set((f"{PROCESS}:{secrets.token_hex(3)}", phase))
     held = await hold(changes, change_id)
     try:
         yield held
@@ -83,7 +84,7 @@ async def watching(changes: Changes, change_id: str) -> AsyncIterator[bool]:
     finally:
         if held:
             with contextlib.suppress(StoreUnavailable):
-                await changes.unlease(change_id, _owner.get())
+                await changes.unlease(change_id, phase, _owner.get()[0])
 
 
 def changes_of(deps: Deps) -> Changes:
@@ -232,7 +233,7 @@ async def _announce_break_glass(deps: Deps, change: Change) -> None:
 async def prepare(deps: Deps, change_id: str) -> None:
     """Drive a change from where it stands to awaiting approval, and expire it if nobody decides."""
     changes = changes_of(deps)
-    async with watching(changes, change_id) as held:
+    async with watching(changes, change_id, "prepare") as held:
         if not held:
             return
         change = await changes.get(change_id)
