@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
-from sandbox.local import child_pids, free_port  # noqa: E402
+from sandbox.local import child_pids, free_port, redis_command, serve_process  # noqa: E402
 from sandbox.slack_requests import SignedRequest, SlackRequests  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -163,19 +163,7 @@ def main() -> None:
 
     try:
         redis_port = free_port()
-        spawn(
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(redis_port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-            stdout=subprocess.DEVNULL,
-            outside=True,
-        )
+        spawn(*redis_command(redis_port, tmp), stdout=subprocess.DEVNULL, outside=True)
         kubeconfig = tmp / "kubeconfig"
         spawn(
             sys.executable,
@@ -197,16 +185,9 @@ def main() -> None:
 
         ours_port, bare_port = free_port(), free_port()
         started = time.perf_counter()
-        serve = spawn(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ours_port),
-            extra={
+        serve = serve_process(
+            ours_port,
+            {
                 "SLACK_BOT_TOKEN": TOKEN,
                 "SLACK_SIGNING_SECRET": SECRET,
                 "SLACK_API_URL": api_url,
@@ -214,6 +195,7 @@ def main() -> None:
                 "KUBECONFIG": str(kubeconfig),
             },
         )
+        procs.append(serve)
         wait_http(f"http://127.0.0.1:{ours_port}/healthz")
         ready_s = time.perf_counter() - started
         spawn(sys.executable, "-c", BARE_APP, str(bare_port), SECRET, TOKEN, api_url)

@@ -30,7 +30,7 @@ from bot.config import Smoke, load_catalog  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402
-from sandbox.local import free_port, wait_until  # noqa: E402
+from sandbox.local import free_port, redis_command, serve_process, wait_until  # noqa: E402
 from sandbox.seed import seed, wait_until_ready  # noqa: E402
 from sandbox.slack_api import SlackApiStub  # noqa: E402
 from sandbox.slack_requests import SlackRequests  # noqa: E402
@@ -63,25 +63,8 @@ def main() -> None:
         kubeconfig = sandbox.write_kubeconfig(tmp / "kubeconfig")
         redis_port, port = free_port(), free_port()
         try:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        shutil.which("redis-server") or "redis-server",
-                        "--port",
-                        str(redis_port),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(tmp),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            serve_env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
+            procs.append(subprocess.Popen(redis_command(redis_port, tmp), stdout=subprocess.DEVNULL))
+            settings = {
                 "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                 "SLACK_BOT_TOKEN": TOKEN,
                 "SLACK_SIGNING_SECRET": SECRET,
@@ -90,8 +73,7 @@ def main() -> None:
                 "KUBECONFIG": str(kubeconfig),
                 "PAYFLOW_CONFIG": str(tmp / "payflow.yaml"),
             }
-            serve_cmd = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-            procs.append(subprocess.Popen(serve_cmd, env=serve_env, cwd=ROOT))
+            procs.append(serve_process(port, settings))
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: _ok(url + "/readyz"), 20, "serve to be ready")
             latencies = run_changes(args.n, url, slack, cluster)

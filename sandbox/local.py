@@ -3,12 +3,18 @@ for something to become true with a deadline (never a fixed sleep)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,8 +37,6 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, poll: floa
 
 def child_pids(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Linux /proc)."""
-    from pathlib import Path
-
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -42,3 +46,21 @@ def child_pids(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             kids.append(int(stat.parent.name))
     return kids
+
+
+SETTINGS_PREFIXES = ("SLACK_", "REDIS_", "PAYFLOW_", "ALERTMANAGER_", "PROMETHEUS_", "KUBECONFIG")
+
+
+def serve_process(port: int, settings: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
+    """`payflow-bot serve` on loopback, configured only by `settings` (the environment contract):
+    whatever the calling shell has set for the bot is dropped, so nothing leaks in unnoticed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
+    command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
+
+
+def redis_command(port: int, directory: Path) -> list[str]:
+    """A throw-away redis-server that keeps nothing on disk."""
+    binary = shutil.which("redis-server") or "redis-server"
+    return [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(directory)]

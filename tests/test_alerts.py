@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +19,7 @@ import pytest
 from bot.config import CatalogError, load_catalog, parse_catalog
 from bot.runtime import build_runtime
 from handlers.alerts import PREFIX, group_id, record_key
+from sandbox.local import serve_process
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.support.alertmanager import AlertmanagerServer, free_port
@@ -465,29 +463,15 @@ def test_serve_hands_notifications_to_its_worker_process(
     """The real `serve`: the web process validates and answers, the worker process posts (the
     job crosses the process boundary as pickled data)."""
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "REDIS_", "PAYFLOW_", "ALERTMANAGER_"))
+    settings = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "REDIS_URL": redis_url,
+        "KUBECONFIG": str(kubeconfig),
+        "ALERTMANAGER_WEBHOOK_TOKEN": TOKEN,
     }
-    env.update(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        REDIS_URL=redis_url,
-        KUBECONFIG=str(kubeconfig),
-        ALERTMANAGER_WEBHOOK_TOKEN=TOKEN,
-        LOG_LEVEL="WARNING",
-    )
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = serve_process(port, settings, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from sandbox import demo
-from sandbox.local import child_pids, free_port, wait_until
+from sandbox.local import child_pids, free_port, serve_process, wait_until
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 
@@ -45,24 +44,15 @@ def serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[tuple[su
         .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
         .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "PAYFLOW_"))}
-    env.update(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        REDIS_URL=redis_url,
-        KUBECONFIG=str(kubeconfig),
-        PAYFLOW_CONFIG=str(catalog),
-        LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    settings = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "REDIS_URL": redis_url,
+        "KUBECONFIG": str(kubeconfig),
+        "PAYFLOW_CONFIG": str(catalog),
+    }
+    proc = serve_process(port, settings, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
