@@ -21,9 +21,18 @@ class ProbeResult:
     summary: str  # e.g. "200 v1.0.0 (12 ms)", "503: no ready endpoints", "refused (ConnectError)"
 
 
-def _health_answer(status: int, body: str, took_ms: float) -> ProbeResult:
-    version = None
-    reason = body.strip()[:120]
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What a color's `/health` said: status None means no answer at all (`reason` says why)."""
+
+    status: int | None
+    reason: str
+    version: str | None
+    elapsed_ms: float
+
+
+def _read(status: int, body: str, elapsed_ms: float) -> HealthAnswer:
+    version, reason = None, body.strip()[:120]
     try:
         data = json.loads(body)
         if isinstance(data, dict):
@@ -31,13 +40,13 @@ def _health_answer(status: int, body: str, took_ms: float) -> ProbeResult:
             reason = str(data.get("reason") or data.get("status") or reason)[:120]
     except ValueError:
         pass
-    if status != 200:
-        return ProbeResult(False, f"/health {status}: {reason} ({took_ms:.0f} ms)")
-    return ProbeResult(True, f"/health 200 {version or 'ok'} ({took_ms:.0f} ms)")
+    return HealthAnswer(status, reason, version, elapsed_ms)
 
 
-async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color) -> ProbeResult:
-    """GET the color's health endpoint the way the catalog says it is reachable."""
+async def get_health(catalog: Catalog, kube: Kube, service: str, color: Color) -> HealthAnswer:
+    """GET the color's health endpoint the way the catalog says it is reachable (directly, or
+    through the API server's service proxy), within the smoke-test timeout. The one probe that
+    `/payflow health` and the deploy smoke test share."""
     smoke = catalog.env.smoke
     spec = catalog.service(service)
     loop = asyncio.get_running_loop()
@@ -53,9 +62,18 @@ async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color)
                 resp = await client.get(catalog.health_url(service, color))
                 status, body = resp.status_code, resp.text
     except (TimeoutError, httpx.HTTPError) as exc:
-        took = (loop.time() - started) * 1000
-        return ProbeResult(False, f"/health no answer: {type(exc).__name__} after {took:.0f} ms")
-    return _health_answer(status, body, (loop.time() - started) * 1000)
+        return HealthAnswer(None, type(exc).__name__, None, (loop.time() - started) * 1000)
+    return _read(status, body, (loop.time() - started) * 1000)
+
+
+async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color) -> ProbeResult:
+    answer = await get_health(catalog, kube, service, color)
+    took = f"({answer.elapsed_ms:.0f} ms)"
+    if answer.status is None:
+        return ProbeResult(False, f"/health no answer: {answer.reason} after {answer.elapsed_ms:.0f} ms")
+    if answer.status != 200:
+        return ProbeResult(False, f"/health {answer.status}: {answer.reason} {took}")
+    return ProbeResult(True, f"/health 200 {answer.version or 'ok'} {took}")
 
 
 async def probe_dependency(probe: Probe) -> ProbeResult:

@@ -4,12 +4,10 @@ answer 200 — with the version we deployed, when it says one — several times 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 
-import httpx
-
 from bot.config import Catalog, Color
+from bot.healthcheck import HealthAnswer, get_health
 from bot.kube import Kube
 
 
@@ -29,39 +27,15 @@ class SmokeResult:
         return tuple(f"{'✓' if p.ok else '✗'} {p.summary}" for p in self.probes)
 
 
-def _judge(status: int, body: str, version: str, elapsed_ms: float) -> Probe:
-    reported = None
-    try:
-        data = json.loads(body)
-        if isinstance(data, dict):
-            reported = data.get("version")
-    except ValueError:
-        pass
-    took = f"({elapsed_ms:.0f} ms)"
-    if status != 200:
-        return Probe(False, f"HTTP {status}: {body.strip()[:120]} {took}")
-    if reported is not None and reported != version:
-        return Probe(False, f"200 but reports version {reported}, expected {version} {took}")
-    return Probe(True, f"200 {reported or 'ok'} {took}")
-
-
-async def _once(catalog: Catalog, kube: Kube, service: str, color: Color, version: str) -> Probe:
-    env, spec = catalog.env, catalog.service(service)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        if env.smoke.via == "apiserver":
-            name = catalog.k8s_service_name(service, color)
-            status, body = await asyncio.wait_for(
-                kube.proxy_get(name, spec.port, spec.health_path), env.smoke.timeout_seconds
-            )
-        else:
-            async with httpx.AsyncClient(timeout=env.smoke.timeout_seconds) as client:
-                resp = await client.get(catalog.health_url(service, color))
-                status, body = resp.status_code, resp.text
-    except (TimeoutError, httpx.HTTPError) as exc:
-        return Probe(False, f"no answer: {type(exc).__name__} after {(loop.time() - started) * 1000:.0f} ms")
-    return _judge(status, body, version, (loop.time() - started) * 1000)
+def _judge(answer: HealthAnswer, version: str) -> Probe:
+    took = f"({answer.elapsed_ms:.0f} ms)"
+    if answer.status is None:
+        return Probe(False, f"no answer: {answer.reason} after {answer.elapsed_ms:.0f} ms")
+    if answer.status != 200:
+        return Probe(False, f"HTTP {answer.status}: {answer.reason} {took}")
+    if answer.version is not None and answer.version != version:
+        return Probe(False, f"200 but reports version {answer.version}, expected {version} {took}")
+    return Probe(True, f"200 {answer.version or 'ok'} {took}")
 
 
 async def smoke_test(catalog: Catalog, kube: Kube, service: str, color: Color, version: str) -> SmokeResult:
@@ -72,7 +46,7 @@ async def smoke_test(catalog: Catalog, kube: Kube, service: str, color: Color, v
     for attempt in range(smoke.attempts):
         if attempt:
             await asyncio.sleep(smoke.interval_seconds)
-        probe = await _once(catalog, kube, service, color, version)
+        probe = _judge(await get_health(catalog, kube, service, color), version)
         probes.append(probe)
         streak = streak + 1 if probe.ok else 0
         if streak >= smoke.successes:

@@ -6,6 +6,19 @@ from bot.config import COLORS, Catalog, Color
 from bot.kube import IngressState, ServiceState
 
 
+def color_named(catalog: Catalog, service: str, value: str | None) -> Color | None:
+    """The color a traffic object's value names: a Service name for an ingress backend, the
+    selector value for a selector Service; None when it names neither."""
+    return next((c for c in COLORS if traffic_value(catalog, service, c) == value), None)
+
+
+def traffic_value(catalog: Catalog, service: str, color: Color) -> str:
+    """What the traffic object must say for `color` to be live."""
+    if catalog.service(service).traffic.kind == "service":
+        return color
+    return catalog.k8s_service_name(service, color)
+
+
 def live_color(
     catalog: Catalog,
     service: str,
@@ -16,11 +29,9 @@ def live_color(
     traffic = catalog.service(service).traffic
     if traffic.kind == "ingress":
         ingress = ingresses.get(traffic.name)
-        backend = ingress.backend(traffic.host, traffic.path) if ingress else None
-        return next((c for c in COLORS if catalog.k8s_service_name(service, c) == backend), None)
+        return color_named(catalog, service, ingress.backend(traffic.host, traffic.path) if ingress else None)
     svc = services.get(traffic.name)
-    value = svc.selector.get(traffic.selector_key) if svc else None
-    return value if value in COLORS else None  # type: ignore[return-value]
+    return color_named(catalog, service, svc.selector.get(traffic.selector_key) if svc else None)
 
 
 def traffic_label(catalog: Catalog, service: str) -> str:

@@ -32,6 +32,7 @@ from bot.changes import (
     parse_iso,
 )
 from bot.kube import KubeError
+from bot.topology import color_named, traffic_value
 from bot.views import Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused
 from handlers.change_messages import approval_card, audit, progress_card, say_in_thread, show
@@ -40,8 +41,6 @@ from handlers.deploy import (
     expire,
     hold,
     request_change,
-    route_color,
-    route_value,
     traffic_route,
     watching,
 )
@@ -138,7 +137,7 @@ async def _recheck(deps: Deps, change: Change) -> str | None:
         return f"{name} now runs `{dep.image}`, not the approved `{change.to_image}`"
     if not (dep.rollout_complete and dep.ready >= change.replicas):
         return f"{name} is not fully ready ({dep.ready}/{dep.desired} ready)"
-    if route.value != route_value(catalog, change.service, change.from_color):
+    if route.value != traffic_value(catalog, change.service, change.from_color):
         return f"{route.object} now points {change.service} at `{route.value}`"
     if route.resource_version != change.traffic_rv:
         return (
@@ -169,13 +168,13 @@ async def switch(deps: Deps, changes: Changes, change: Change) -> tuple[bool, st
     kind = catalog.service(change.service).traffic.kind
     try:
         route = await traffic_route(deps, change.service)
-        await deps.kube.switch(kind, route, route_value(catalog, change.service, change.to_color))
+        await deps.kube.switch(kind, route, traffic_value(catalog, change.service, change.to_color))
         after = await traffic_route(deps, change.service)
     except KubeError as exc:
         reason = f"the switch was refused by Kubernetes ({exc})"
         await void(deps, changes, change, reason)
         return False, f"Voided: {reason}. Traffic was not switched."
-    if route_color(catalog, change.service, after) != change.to_color:
+    if color_named(catalog, change.service, after.value) != change.to_color:
         reason = f"after the switch {after.object} points at `{after.value}`; check it now"
         await void(deps, changes, change, reason)
         return False, f"⚠️ {reason}."
@@ -207,7 +206,7 @@ async def settle_switch(deps: Deps, change_id: str) -> None:
         if change is None or change.state != SWITCHING:
             return
         route = await traffic_route(deps, change.service)
-        if route_color(deps.catalog, change.service, route) == change.to_color:
+        if color_named(deps.catalog, change.service, route.value) == change.to_color:
             change = await changes.move(change, BAKING, switched_at=now_iso())
             await audit(deps, change, BOT, "switch", detail="confirmed after a restart")
             deps.spawn(bake(deps, change.id))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import Catalog
-from bot.kube import Kube
+from bot import topology
+from bot.config import Catalog, Color
+from bot.kube import Kube, Snapshot
 from bot.messages import MessageRef
 from bot.notify import Notifier
 from bot.roles import Role
@@ -72,3 +74,21 @@ class Refused(Exception):
 
 def lock_key(service: str) -> str:
     return f"lock:{service}"
+
+
+async def live_color(
+    ctx: Context, service: str, *, otherwise: str, snapshot: Snapshot | None = None
+) -> Color:
+    """The service's live color from its traffic object; refused, saying `otherwise` ("nothing was
+    scaled"), when the object points at neither color: never guess which one takes traffic."""
+    if snapshot is None:
+        ingresses, services = await asyncio.gather(ctx.kube.ingresses(), ctx.kube.services())
+    else:
+        ingresses, services = snapshot.ingresses, snapshot.services
+    color = topology.live_color(ctx.catalog, service, ingresses, services)
+    if color is None:
+        label = topology.traffic_label(ctx.catalog, service)
+        raise Refused(
+            f"Cannot tell which color of {service} is live ({label} points at neither), so {otherwise}."
+        )
+    return color

@@ -35,12 +35,13 @@ from bot.changes import (
     parse_iso,
 )
 from bot.commands import Deploy, Rollback
-from bot.config import Catalog, other_color
+from bot.config import other_color
 from bot.kube import DeploymentState, KubeError, Route
 from bot.roles import Role
 from bot.slack import SlackError
 from bot.smoke import smoke_test
 from bot.store import AuditEntry, StoreUnavailable
+from bot.topology import color_named
 from bot.views import Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused
 from handlers.change_messages import (
@@ -98,19 +99,6 @@ async def traffic_route(deps: Deps, service: str) -> Route:
     return await deps.kube.service_route(traffic.name, traffic.selector_key)
 
 
-def route_color(catalog: Catalog, service: str, route: Route) -> str | None:
-    if catalog.service(service).traffic.kind == "service":
-        return route.value if route.value in ("blue", "green") else None
-    return next((c for c in ("blue", "green") if catalog.k8s_service_name(service, c) == route.value), None)
-
-
-def route_value(catalog: Catalog, service: str, color: str) -> str:
-    """What the traffic object must say for `color` to be live."""
-    if catalog.service(service).traffic.kind == "service":
-        return color
-    return catalog.k8s_service_name(service, color)  # type: ignore[arg-type]
-
-
 async def deploy(cmd: Deploy, ctx: Context) -> Reply:
     return await request_change(ctx.deps, ctx, cmd.service, cmd.version, cmd.reason, cmd.break_glass)
 
@@ -163,7 +151,7 @@ async def request_change(
             f"{holder.state.replace('_', ' ')}. Wait for it, or `/payflow cancel {holder.id}`."
         )
     route, deployments = await asyncio.gather(traffic_route(deps, service), deps.kube.deployments())
-    live = route_color(catalog, service, route)
+    live = color_named(catalog, service, route.value)
     if live is None:
         raise Refused(f"{route.object} points {service} at `{route.value}`, neither color: fix that first.")
     idle = other_color(live)  # type: ignore[arg-type]

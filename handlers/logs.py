@@ -15,9 +15,8 @@ from bot.commands import Logs
 from bot.kube import KubeError, Unreachable
 from bot.redact import redact
 from bot.slack import SlackError
-from bot.topology import live_color, traffic_label
 from bot.views import LogExcerpt, Notice, Reply
-from handlers.base import Context, Refused
+from handlers.base import Context, Refused, live_color
 
 MAX_PODS = 10  # a service at 200 replicas must not cost 200 log reads
 ERROR_SCAN_LINES = 2000  # per pod: how far back `--errors` looks for ERROR lines
@@ -62,12 +61,7 @@ async def _read(ctx: Context, cmd: Logs, pod: str, container: str) -> str | Kube
 
 async def show_logs(cmd: Logs, ctx: Context) -> Reply:
     snap = await ctx.kube.snapshot()
-    color = live_color(ctx.catalog, cmd.service, snap.ingresses, snap.services)
-    if color is None:
-        raise Refused(
-            f"Cannot tell which color of {cmd.service} is live ({traffic_label(ctx.catalog, cmd.service)} "
-            "points at neither), so there are no logs to pick."
-        )
+    color = await live_color(ctx, cmd.service, otherwise="there are no logs to pick", snapshot=snap)
     deployment = ctx.catalog.deployment_name(cmd.service, color)
     dep = snap.deployments.get(deployment)
     if dep is None:

@@ -7,19 +7,15 @@ import asyncio
 from datetime import UTC, datetime
 
 from bot.commands import Restart
-from bot.topology import live_color
 from bot.views import Button, Confirm, Notice, Reply, Tone
-from handlers.base import Context, Deps, Refused
+from handlers.base import Context, Deps, Refused, live_color
 from handlers.locks import refuse_if_locked
 
 POLL_SECONDS = 1.0
 
 
 async def _live_deployment(ctx: Context, service: str) -> tuple[str, str]:
-    ingresses, services = await asyncio.gather(ctx.kube.ingresses(), ctx.kube.services())
-    color = live_color(ctx.catalog, service, ingresses, services)
-    if color is None:
-        raise Refused(f"Cannot tell which color of {service} is live; nothing was restarted.")
+    color = await live_color(ctx, service, otherwise="nothing was restarted")
     return color, ctx.catalog.deployment_name(service, color)
 
 

@@ -3,25 +3,16 @@ the resourceVersion we read, so a concurrent change makes us stop instead of ove
 
 from __future__ import annotations
 
-import asyncio
-
 from bot.commands import Scale
 from bot.kube import Conflict
-from bot.topology import live_color, traffic_label
 from bot.views import Notice, Reply, Scaled
-from handlers.base import Context, Refused
+from handlers.base import Context, Refused, live_color
 from handlers.locks import refuse_if_locked
 
 
 async def scale(cmd: Scale, ctx: Context) -> Reply:
     await refuse_if_locked(ctx, cmd.service)
-    ingresses, services = await asyncio.gather(ctx.kube.ingresses(), ctx.kube.services())
-    color = live_color(ctx.catalog, cmd.service, ingresses, services)
-    if color is None:
-        raise Refused(
-            f"Cannot tell which color of {cmd.service} is live ({traffic_label(ctx.catalog, cmd.service)} "
-            "points at neither), so nothing was scaled."
-        )
+    color = await live_color(ctx, cmd.service, otherwise="nothing was scaled")
     deployment = ctx.catalog.deployment_name(cmd.service, color)
     current = await ctx.kube.read_scale(deployment)
     if current.replicas == cmd.replicas:
