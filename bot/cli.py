@@ -163,7 +163,12 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("console", help="talk to the bot from a terminal instead of Slack")
     s.add_argument("--sandbox", action="store_true", help="start the sandbox cluster in-process")
-    s.add_argument("--as", dest="as_user", default="alice", help="user name or Slack user ID to act as")
+    s.add_argument(
+        "--as",
+        dest="as_user",
+        help="who you are: with --sandbox a demo user (default alice); without, the Slack user ID "
+        "of a person the catalog's roles list (required)",
+    )
     s.set_defaults(fn=cmd_console)
 
     s = sub.add_parser("check-config", help="validate a catalog file")

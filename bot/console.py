@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.config import Catalog
+from bot.roles import Role
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from sandbox import demo
@@ -26,10 +28,36 @@ PROMPT = "payflow> "
 HELP = """\
 Type a slash command as in Slack, e.g. /payflow status   (/payflow help lists them all)
   <number>        press the button with that number
-  /as <user>      act as another person: {users}
-  /channel <name> type from another channel (default #payflow-ops)
+{as_line}  /channel <name> type from another channel (default #{channel})
   /whoami         who and where you are
   /quit           leave (Ctrl-D works too)"""
+AS_REFUSED = (
+    "/as is only for the sandbox: against a real cluster and store the console acts as exactly "
+    "one catalog user ({user}). Start another console with --as <Slack user ID> for another person."
+)
+
+
+class ConsoleRefused(Exception):
+    """The console cannot start as asked; the message says what to do instead."""
+
+
+def catalog_user(catalog: Catalog, user_id: str) -> demo.DemoUser:
+    """The person the catalog names by this Slack user ID, with the highest role it lists them
+    under. Outside the sandbox there is no Slack to read user groups from, and anyone not named
+    (`*` names nobody) is refused: an identity the console cannot vouch for must not act."""
+    listed = {role: getattr(catalog.roles, role.label).users for role in sorted(Role, reverse=True)}
+    for role, users in listed.items():
+        if user_id in users:
+            return demo.DemoUser(user_id, user_id, role.label)
+    named = sorted({u for users in listed.values() for u in users if u != "*"})
+    hint = f" It names: {', '.join(named)}." if named else " It names nobody yet (roles.*.users)."
+    raise ConsoleRefused(
+        f"{user_id!r} is not a Slack user ID listed in the catalog's roles, so the console cannot act "
+        f"as them.{hint} Without --sandbox the console acts as exactly one catalog user: "
+        "--as <Slack user ID>. (Members of user groups must be listed by ID: the console has no "
+        "Slack to read groups from.)"
+    )
+
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
 _DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
@@ -111,14 +139,24 @@ class Console:
         requests: SlackRequests,
         user: demo.DemoUser,
         out: TextIO = sys.stdout,
+        *,
+        sandbox: bool = True,
     ):
         self.runtime = runtime
         self.stub = stub
         self.requests = requests
         self.user = user
-        self.channel_id, self.channel_name = demo.OPS_CHANNEL_ID, demo.OPS_CHANNEL_NAME
-        self.channel_names = {demo.OPS_CHANNEL_ID: demo.OPS_CHANNEL_NAME}
+        self.sandbox = sandbox
         channels = runtime.catalog.channels
+        if sandbox:
+            self.channel_id, self.channel_name = demo.OPS_CHANNEL_ID, demo.OPS_CHANNEL_NAME
+        else:  # the first channel the catalog accepts commands in
+            first = channels.commands[0]
+            name = first[1:] if first.startswith("#") else first
+            self.channel_id = stub.channel_id(first) if first.startswith("#") else first
+            self.channel_name = name
+        self.home_channel = self.channel_id, self.channel_name
+        self.channel_names = {self.channel_id: self.channel_name}
         for name in {channels.approvals, channels.alerts, channels.audit, channels.digests}:
             if name.startswith("#"):
                 self.channel_names[stub.channel_id(name)] = name[1:]
@@ -220,7 +258,11 @@ class Console:
         if word in ("/quit", "/exit"):
             return False
         if word == "/help":
-            self.say(HELP.format(users=", ".join(f"{u.name} ({u.role})" for u in demo.USERS)))
+            users = ", ".join(f"{u.name} ({u.role})" for u in demo.USERS)
+            as_line = f"  /as <user>      act as another person: {users}\n" if self.sandbox else ""
+            self.say(HELP.format(as_line=as_line, channel=self.home_channel[1]))
+        elif word == "/as" and not self.sandbox:
+            self.say(AS_REFUSED.format(user=f"{self.user.id}, {self.user.role}"))
         elif word == "/as":
             user = demo.user(rest.strip())
             if user is None:
@@ -229,10 +271,10 @@ class Console:
                 self.user = user
                 self.say(f"You are now {user.name} ({user.id}, {user.role}).")
         elif word == "/channel":
-            name = rest.strip().lstrip("#") or demo.OPS_CHANNEL_NAME
+            name = rest.strip().lstrip("#") or self.home_channel[1]
             self.channel_name = name
             self.channel_id = (
-                demo.OPS_CHANNEL_ID if name == demo.OPS_CHANNEL_NAME else "C" + name.upper()[:10]
+                self.home_channel[0] if name == self.home_channel[1] else "C" + name.upper()[:10]
             )
             self.say(f"Now typing in #{name}.")
         elif word == "/whoami":
@@ -273,18 +315,41 @@ async def _repl(console: Console, read: Callable[[str], str]) -> None:
 
 
 @contextlib.contextmanager
-def open_console(*, sandbox: bool, user: demo.DemoUser, out: TextIO = sys.stdout) -> Iterator[Console]:
-    """The console with everything behind it started; stopped again on exit."""
+def open_console(*, sandbox: bool, user: str | None = None, out: TextIO = sys.stdout) -> Iterator[Console]:
+    """The console with everything behind it started; stopped again on exit. In the sandbox the
+    demo people and roles stand in for the catalog's and `user` is one of them (default alice);
+    outside it the catalog's roles rule and `user` must be a Slack user ID the catalog lists.
+    Raises ConsoleRefused (before anything starts) when it cannot run as asked."""
     from bot.config import load_catalog
     from bot.kube import Kube
     from bot.store import MemoryStore
     from sandbox.slack_api import SlackApiStub
 
     env = Settings.from_env()
-    catalog = demo.demo_catalog(load_catalog(env.config_path))
+    base = load_catalog(env.config_path)
+    if sandbox:
+        catalog = demo.demo_catalog(base)
+        person = demo.user(user or "alice")
+        if person is None:
+            raise ConsoleRefused(
+                f"Unknown user {user!r}; try one of: {', '.join(u.name for u in demo.USERS)}"
+            )
+    else:
+        catalog = base
+        if not user:
+            raise ConsoleRefused(
+                "console without --sandbox acts on a real cluster and store as exactly one catalog "
+                "user: pass --as <Slack user ID> (one listed in the catalog's roles)."
+            )
+        person = catalog_user(catalog, user)
+        if not catalog.channels.commands:
+            raise ConsoleRefused("the catalog accepts /payflow in no channel (channels.commands is empty)")
+        if not env.kubeconfig:
+            raise ConsoleRefused("console without --sandbox needs KUBECONFIG pointing at a cluster")
     signing_secret = secrets.token_hex(16)
     with contextlib.ExitStack() as stack:
-        stub = stack.enter_context(SlackApiStub(bot_token="xoxb-console", usergroups=demo.USERGROUPS))
+        groups = demo.USERGROUPS if sandbox else {}
+        stub = stack.enter_context(SlackApiStub(bot_token="xoxb-console", usergroups=groups))
         kubeconfig, store, context = env.kubeconfig, None, catalog.env.kube_context
         sandbox_prometheus: str | None = None
         if sandbox:
@@ -302,8 +367,12 @@ def open_console(*, sandbox: bool, user: demo.DemoUser, out: TextIO = sys.stdout
             from sandbox.prometheus import for_console
 
             sandbox_prometheus = for_console(stack, server.url, catalog.slos.error_rate, out)
-        elif not kubeconfig:
-            raise SystemExit("console without --sandbox needs KUBECONFIG pointing at a cluster")
+        else:
+            print(
+                f"cluster from {kubeconfig}; store {'Redis' if env.redis_url else 'embedded'}; "
+                f"acting as {person.id} ({person.role}); Slack played locally",
+                file=out,
+            )
         settings = Settings(
             slack_bot_token="xoxb-console",
             slack_signing_secret=signing_secret,
@@ -314,24 +383,22 @@ def open_console(*, sandbox: bool, user: demo.DemoUser, out: TextIO = sys.stdout
         )
         kube = Kube.connect(catalog.namespace, kubeconfig=kubeconfig, context=context)
         runtime = build_runtime(settings, catalog, store=store, kube=kube)
-        yield Console(runtime, stub, SlackRequests(signing_secret), user, out)
+        yield Console(runtime, stub, SlackRequests(signing_secret), person, out, sandbox=sandbox)
 
 
-def run_console(*, sandbox: bool, as_user: str = "alice") -> int:
-    user = demo.user(as_user)
-    if user is None:
-        print(
-            f"Unknown user {as_user!r}; try one of: {', '.join(u.name for u in demo.USERS)}", file=sys.stderr
-        )
+def run_console(*, sandbox: bool, as_user: str | None = None) -> int:
+    try:
+        with open_console(sandbox=sandbox, user=as_user) as console:
+
+            async def main() -> None:
+                await console.runtime.start()
+                try:
+                    await _repl(console, input)
+                finally:
+                    await console.runtime.close()
+
+            asyncio.run(main())
+    except ConsoleRefused as exc:  # raised before anything starts
+        print(f"payflow-bot console: {exc}", file=sys.stderr)
         return 2
-    with open_console(sandbox=sandbox, user=user) as console:
-
-        async def main() -> None:
-            await console.runtime.start()
-            try:
-                await _repl(console, input)
-            finally:
-                await console.runtime.close()
-
-        asyncio.run(main())
     return 0
