@@ -41,17 +41,17 @@ import logging
 import mimetypes
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, quote, unquote
+
+from sandbox.httpd import KeepAliveHandler, TrackingServer
 
 __all__ = [
     "APP_ID",
@@ -252,23 +252,9 @@ def _summary(call: Call) -> str:
     return f"  {call.method} {text} -> {outcome}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive: aiohttp reuses connections, so every answer carries Content-Length."""
-
-    protocol_version = "HTTP/1.1"
+class _Handler(KeepAliveHandler):
     server_version = "SlackApiStub/1.0"
-    timeout = 60  # idle keep-alive connections do not pin a thread forever
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, add=False)
 
     def do_POST(self) -> None:
         self._serve()
@@ -278,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         try:
-            body = self._read_body()
+            body = self.read_body()
         except ValueError:
             self.close_connection = True
             self._send(_Reply.text(400, "invalid_request"))
@@ -290,62 +276,18 @@ class _Handler(BaseHTTPRequestHandler):
             reply = _Reply.json(500, {"ok": False, "error": "internal_error"})
         self._send(reply)
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        return self.rfile.read(length) if length else b""
-
     def _send(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
+        self.send_body(reply.status, reply.content_type, reply.body, reply.headers)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Quiet by default; query strings are dropped because a token may ride in one.
         log.debug("slack stub: %s", _QUERY.sub("", format % args))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], stub: SlackApiStub) -> None:
         self.stub = stub
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Drop keep-alive connections so their handler threads end with the stub."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("slack stub: connection error from %s", client_address, exc_info=True)
 
 
 class SlackApiStub:
