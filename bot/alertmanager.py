@@ -60,6 +60,8 @@ def parse_webhook(body: bytes) -> Webhook:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadWebhook(f"body is not JSON: {exc}"[:200]) from None
+    except RecursionError:
+        raise BadWebhook("body nests too deeply to be Alertmanager's payload") from None
     if not isinstance(data, dict):
         raise BadWebhook("body must be a JSON object (Alertmanager's webhook payload, version 4)")
     try:

@@ -1,4 +1,9 @@
-"""The Bolt app: verify (Bolt's signature check), ack at once, hand the work on.
+"""The Bolt app: Slack's signature check, the shape of what Slack sends, ack at once, hand on.
+
+Over HTTP, `SignatureCheck` runs before anything reads the body and `payload_problem` before
+Bolt sees it (bot/server.py); in Socket Mode, Slack's authenticated socket replaces the signature
+and `payload_problem` runs as Bolt middleware. So a listener only ever reads fields of the types it
+expects, and bad input is a 400 with a reason, never a traceback.
 
 `process_before_response=True` sends the response as soon as the listener returns, instead of
 Bolt's default of polling every 10 ms for the ack; so the listener must only parse and queue.
@@ -6,11 +11,17 @@ Bolt's default of polling every 10 ms for the ack; so the listener must only par
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 
 from bot.blocks import ACTION_PREFIX
 from bot.dispatch import Dispatcher, Invocation
@@ -32,6 +43,93 @@ _bolt_log = logging.getLogger("slack_bolt")
 _bolt_log.addFilter(_TokenFromClient())
 
 
+MAX_AGE_SECONDS = 300  # Slack's advice: refuse signatures older than five minutes (replays)
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a request is refused: the HTTP status and a reason safe to log and to answer."""
+
+    status: int
+    reason: str
+
+
+class SignatureCheck:
+    """Slack's request signing (HMAC-SHA256 of `v0:{timestamp}:{body}`), checked on the raw
+    bytes. Unlike slack_sdk's verifier it never raises on a malformed header, and it cannot be
+    built without a secret: the HTTP events route takes one of these, so it cannot run unverified.
+    """
+
+    def __init__(self, signing_secret: str | None, *, max_age: float = MAX_AGE_SECONDS):
+        if not signing_secret or not signing_secret.strip():
+            raise ValueError("the Slack events route needs SLACK_SIGNING_SECRET to verify requests")
+        self._key = signing_secret.encode()
+        self._max_age = max_age
+
+    def rejection(
+        self, timestamp: str | None, signature: str | None, body: bytes, now: float | None = None
+    ) -> Rejection | None:
+        if timestamp is None or signature is None:
+            return Rejection(401, "missing X-Slack-Signature or X-Slack-Request-Timestamp")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            return Rejection(400, "malformed X-Slack-Request-Timestamp (not a Unix time)")
+        if abs((time.time() if now is None else now) - int(timestamp)) > self._max_age:
+            return Rejection(401, "X-Slack-Request-Timestamp is more than five minutes off (replay?)")
+        if not _SIGNATURE.fullmatch(signature):
+            return Rejection(401, "malformed X-Slack-Signature")
+        expected = hmac.new(self._key, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+        if not hmac.compare_digest("v0=" + expected.hexdigest(), signature):
+            return Rejection(401, "signature does not match")
+        return None
+
+
+def _is_str(value: Any, *, required: bool = False) -> bool:
+    return isinstance(value, str) and bool(value) if required else value is None or isinstance(value, str)
+
+
+def _is_dict(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def payload_problem(body: Any, command: str) -> str | None:
+    """Why `body` (a parsed slash command or interaction) is not something this app handles, or
+    None. Checks every field the listeners below read, with the type they read it as."""
+    if not isinstance(body, dict):
+        return "the payload is not a JSON object"
+    if "command" in body:
+        if body.get("command") != command:
+            return f"this app handles only the {command} command"
+        if not (
+            _is_str(body.get("user_id"), required=True) and _is_str(body.get("channel_id"), required=True)
+        ):
+            return "a slash command needs user_id and channel_id"
+        if not all(_is_str(body.get(k)) for k in ("text", "channel_name", "response_url")):
+            return "text, channel_name and response_url must be strings"
+        return None
+    if body.get("type") != "block_actions":
+        return "neither a slash command nor a block_actions interaction"
+    user, container, channel = body.get("user"), body.get("container"), body.get("channel")
+    if not (isinstance(user, dict) and _is_str(user.get("id"), required=True)):
+        return "user.id is missing or not a string"
+    if not (_is_dict(container) and _is_dict(channel) and _is_str(body.get("response_url"))):
+        return "container, channel or response_url has the wrong type"
+    if not all(_is_str((container or {}).get(k)) for k in ("message_ts", "channel_id")):
+        return "container.message_ts and container.channel_id must be strings"
+    if not all(_is_str((channel or {}).get(k)) for k in ("id", "name")):
+        return "channel.id and channel.name must be strings"
+    actions = body.get("actions")
+    if not (isinstance(actions, list) and actions and all(isinstance(a, dict) for a in actions)):
+        return "actions must be a non-empty list of objects"
+    action = actions[0]
+    if not (_is_str(action.get("action_id"), required=True) and _is_str(action.get("value"))):
+        return "actions[0].action_id and value must be strings"
+    if not action["action_id"].startswith(ACTION_PREFIX):
+        return "not one of this app's buttons"
+    return None
+
+
 def invocation(command: dict[str, Any]) -> Invocation:
     return Invocation(
         user_id=str(command.get("user_id", "")),
@@ -49,13 +147,14 @@ def build_bolt(
     *,
     signing_secret: str | None,
     command: str = "/payflow",
-    verify_requests: bool = True,
 ) -> AsyncApp:
+    """There is no switch for request verification: Bolt's own check stays on for anything
+    handed to it as an HTTP request, and bot/server.py verifies before it parses (see module doc)."""
     app = AsyncApp(
         client=slack.client,
         signing_secret=signing_secret or "",
         process_before_response=True,
-        request_verification_enabled=verify_requests,
+        request_verification_enabled=True,
         # we take slash commands and interactivity only: no Events API subscriptions to filter
         ignoring_self_events_enabled=False,
         ignoring_self_assistant_message_events_enabled=False,
@@ -64,6 +163,14 @@ def build_bolt(
         attaching_conversation_kwargs_enabled=False,
         logger=_bolt_log,
     )
+
+    @app.middleware
+    async def well_formed(body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        problem = payload_problem(body, command)
+        if problem is not None:
+            log.warning("refused a Slack payload: %s", problem)
+            return BoltResponse(status=400, body=problem)
+        return await next()
 
     @app.command(command)
     async def on_command(ack: Any, command: dict[str, Any]) -> None:

@@ -12,16 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot import logs
 from bot.config import Catalog, CatalogError, load_catalog
 
 log = logging.getLogger("payflow")
-
-
-def _setup_logging() -> None:
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
 
 
 def _catalog(path: str | None) -> Catalog:
@@ -84,8 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from bot.worker import WorkerJobs, WorkerProcess
 
         jobs = WorkerJobs(WorkerProcess(settings, catalog).start())
-    runtime = build_runtime(settings, catalog, kube=kube, jobs=jobs, verify_requests=not args.socket_mode)
-    server = uvicorn_server(runtime, args.host, args.port)
+    runtime = build_runtime(settings, catalog, kube=kube, jobs=jobs)
+    server = uvicorn_server(runtime, args.host, args.port, socket_mode=args.socket_mode)
     gc.collect()
     gc.freeze()  # start-up objects are permanent: fewer, shorter GC pauses while acking
 
@@ -93,14 +87,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+            # health and metrics come up while the socket connects (the SDK retries until it does)
             handler = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token)
-            await handler.connect_async()
-            log.info("connected to Slack in Socket Mode")
-        log.info("serving on %s:%d (Slack events at /slack/events)", args.host, args.port)
+            connecting = asyncio.ensure_future(handler.connect_async())
+            connecting.add_done_callback(_report_socket)
+            log.info("serving on %s:%d (Socket Mode: no Slack route over HTTP)", args.host, args.port)
+        else:
+            log.info("serving on %s:%d (Slack events at /slack/events)", args.host, args.port)
         await server.serve()
 
     run_event_loop(run())
     return 0
+
+
+def _report_socket(connecting: asyncio.Future[Any]) -> None:
+    if connecting.cancelled():
+        return
+    if connecting.exception() is not None:
+        log.error("Socket Mode did not connect: %s", connecting.exception())
+    else:
+        log.info("connected to Slack in Socket Mode")
 
 
 def run_event_loop(main: Any) -> None:
@@ -149,6 +155,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     s.add_argument("--socket-mode", action="store_true", help="connect out to Slack with SLACK_APP_TOKEN")
     s.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get(logs.FORMAT_ENV, "json").strip().lower() or "json",
+        help="json: one object per line, for a log pipeline (default; $LOG_FORMAT); text: for a terminal",
+    )
+    s.add_argument(
         "--no-worker",
         dest="worker",
         action="store_false",
@@ -178,8 +190,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    _setup_logging()
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        logs.configure(getattr(args, "log_format", "text"))
+    except ValueError as exc:  # a bad $LOG_FORMAT or $LOG_LEVEL
+        p.error(f"{exc} (check $LOG_FORMAT and $LOG_LEVEL)")
     return int(args.fn(args) or 0)
 
 

@@ -60,7 +60,6 @@ def build_runtime(
     kube: Kube | None = None,
     jobs: Jobs | None = None,
     prom: Any = None,
-    verify_requests: bool = True,
 ) -> Runtime:
     """`jobs`: where work after the ack runs; by default on this process's event loop."""
     store = store or open_store(settings.redis_url)
@@ -83,6 +82,5 @@ def build_runtime(
         slack,
         signing_secret=settings.slack_signing_secret,
         command=settings.command,
-        verify_requests=verify_requests,
     )
     return Runtime(settings, catalog, store, kube, slack, jobs, telemetry, dispatcher, bolt)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -18,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.alert_webhook import alertmanager_route
+from bot.app import SignatureCheck
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,49 +30,136 @@ READY_TIMEOUT = 2.0
 
 
 MAX_BODY = 1_000_000  # Slack's payloads are a few KB; refuse anything absurd before parsing it
+MAX_FIELDS = 100  # a slash command has about 15 form fields, an interaction one
+MAX_DEPTH = 32  # a block_actions payload nests about 10 deep; deeper is not from Slack
+FORM = "application/x-www-form-urlencoded"
+
+
+class BadRequest(Exception):
+    """A request refused with `status`; `reason` is fixed text, safe to log and to answer."""
+
+    def __init__(self, status: int, reason: str, size: int | None = None):
+        super().__init__(reason)
+        self.status, self.reason, self.size = status, reason, size
+
+
+async def _read_body(receive: Receive, headers: dict[str, list[str]], body: bytearray) -> None:
+    """Into `body`, refusing (413) as soon as it is larger than anything Slack sends."""
+    declared = _one(headers, "content-length") or ""
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise BadRequest(413, f"larger than {MAX_BODY} bytes", int(declared))
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            raise BadRequest(413, f"larger than {MAX_BODY} bytes")
+        if not message.get("more_body"):
+            return
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def parse_slack_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """What Slack sends to a slash command or interactivity URL: a strict form, its `payload`
+    field (interactions) as a JSON object. Any deviation is the sender's error: `BadRequest`."""
+    if (content_type or "").partition(";")[0].strip().lower() != FORM:
+        raise BadRequest(415, f"Content-Type must be {FORM}, as Slack sends it")
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except ValueError:  # includes UnicodeDecodeError
+        raise BadRequest(400, "the body is not a well-formed UTF-8 form") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise BadRequest(400, "a form field is given more than once")
+    if "payload" not in form:
+        return form
+    try:
+        payload = json.loads(form["payload"])
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "the payload field is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(400, "the payload field is not a JSON object")
+    if _too_deep(payload):
+        raise BadRequest(400, f"the payload nests deeper than {MAX_DEPTH} levels")
+    return payload
 
 
 class SlackEndpoint:
     """`POST /slack/events` as a lean ASGI endpoint in front of the rest of the web app.
 
-    Bolt verifies and dispatches; queued jobs start only after the response has been handed to
-    the server (`Jobs.after_response`), and the time to the ack is recorded. Skipping the
-    framework's request/response objects on this one hot path keeps acks in single-digit ms.
+    Every request is verified here, before its body is parsed: this endpoint cannot be built
+    without a `SignatureCheck`, and only HTTP mode builds it (Socket Mode serves no Slack route).
+    A refused request costs one log line (reason, size, remote address), never its body. Bolt
+    gets the verified, parsed payload and dispatches; queued jobs start only after the response
+    has been handed to the server (`Jobs.after_response`), and the time to the ack is recorded.
+    Skipping the framework's request/response objects on this hot path keeps acks in single-digit ms.
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime):
+    def __init__(self, app: ASGIApp, runtime: Runtime, signature: SignatureCheck):
         self.app = app
         self.runtime = runtime
+        self.signature = signature
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != SLACK_PATH:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if scope["method"] != "POST":
-            await _reply(send, 405, "Method Not Allowed")
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY:
-                await _reply(send, 413, "Payload Too Large")
-                return
-            if not message.get("more_body"):
-                break
         headers: dict[str, list[str]] = {}
         for key, value in scope["headers"]:
             headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-        request = AsyncBoltRequest(
-            body=body.decode("utf-8", errors="replace"),
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-        )
+        remote = (scope.get("client") or ("?",))[0]
+        body = bytearray()
+        try:
+            if scope["method"] != "POST":
+                raise BadRequest(405, "only POST")
+            await _read_body(receive, headers, body)
+            rejection = self.signature.rejection(
+                _one(headers, "x-slack-request-timestamp"), _one(headers, "x-slack-signature"), bytes(body)
+            )
+            if rejection is not None:
+                raise BadRequest(rejection.status, rejection.reason)
+            request = self._bolt_request(
+                parse_slack_body(bytes(body), _one(headers, "content-type")), headers
+            )
+        except BadRequest as exc:
+            size = exc.size if exc.size is not None else len(body)
+            log.warning("refused a Slack request from %s: %s (%d bytes)", remote, exc.reason, size)
+            await _reply(send, exc.status, exc.reason, {"allow": "POST"} if exc.status == 405 else None)
+            return
         with self.runtime.jobs.after_response():
             response = await self.runtime.bolt.async_dispatch(request)
             await _reply(send, response.status, response.body, response.first_headers_without_set_cookie())
         self.runtime.telemetry.ack_seconds.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _bolt_request(payload: dict[str, Any], headers: dict[str, list[str]]) -> AsyncBoltRequest:
+        """Bolt reads fields as it builds its context; a field of the wrong type fails there.
+        `mode="socket_mode"` is how Bolt takes a parsed body: the signature was checked above."""
+        try:
+            return AsyncBoltRequest(body=payload, headers=headers, mode="socket_mode")
+        except Exception:
+            raise BadRequest(400, "a payload field has the wrong type") from None
+
+
+def _one(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
 
 
 async def _reply(send: Send, status: int, body: str, headers: dict[str, str] | None = None) -> None:
@@ -90,7 +180,10 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
         return name, f"unavailable: {type(exc).__name__}: {exc}"[:200]
 
 
-def build_web(runtime: Runtime) -> ASGIApp:
+def build_web(runtime: Runtime, *, socket_mode: bool = False) -> ASGIApp:
+    """HTTP mode: the Slack events route, always verified, in front of the rest. Socket Mode:
+    health, readiness, metrics and the Alertmanager webhook only; /slack/events is a 404."""
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -125,11 +218,20 @@ def build_web(runtime: Runtime) -> ASGIApp:
         ],
         lifespan=lifespan,
     )
-    return SlackEndpoint(app, runtime)
+    if socket_mode:
+        return app
+    return SlackEndpoint(app, runtime, SignatureCheck(runtime.settings.slack_signing_secret))
 
 
-def uvicorn_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
+def uvicorn_server(runtime: Runtime, host: str, port: int, *, socket_mode: bool = False) -> uvicorn.Server:
+    """`log_config=None`: uvicorn's records go through the process's one log setup (bot/logs.py)."""
     config = uvicorn.Config(
-        build_web(runtime), host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        build_web(runtime, socket_mode=socket_mode),
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
     )
     return uvicorn.Server(config)

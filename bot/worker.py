@@ -17,6 +17,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bot import logs
 from bot.config import Catalog
 from bot.jobs import Jobs
 from bot.settings import Settings
@@ -27,7 +28,7 @@ _STOP = None
 
 
 def _worker_main(conn: Connection, settings: Settings, catalog: Catalog, nice: int, log_level: str) -> None:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+    logs.configure(level=log_level)  # the parent's format, from $LOG_FORMAT
     if nice:
         os.nice(nice)
     from bot.runtime import build_runtime

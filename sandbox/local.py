@@ -51,12 +51,12 @@ def child_pids(pid: int) -> list[int]:
 SETTINGS_PREFIXES = ("SLACK_", "REDIS_", "PAYFLOW_", "ALERTMANAGER_", "PROMETHEUS_", "KUBECONFIG")
 
 
-def serve_process(port: int, settings: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
-    """`payflow-bot serve` on loopback, configured only by `settings` (the environment contract):
-    whatever the calling shell has set for the bot is dropped, so nothing leaks in unnoticed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+def serve_process(port: int, settings: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[Any]:
+    """`payflow-bot serve [args]` on loopback, configured only by `settings` (the environment
+    contract): whatever the calling shell has set for the bot is dropped, so nothing leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_"))}
     env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
-    command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
 
 
