@@ -10,6 +10,15 @@ Two backends share one contract so that code (and tests) cannot tell them apart:
 Every public method validates its inputs *before* touching the backend (in `Store`, shared by
 both), so a bad call raises the same ``ValueError`` whether or not Redis is reachable.
 
+The audit trail is a hash chain (PCI DSS 10.5: it cannot be altered unnoticed). Each entry is
+stored as flat string fields — its content, ``seq`` (1, 2, 3, …) and ``prev`` (the previous
+entry's hash; `GENESIS` for #1) — plus ``hash`` = SHA-256 of the canonical serialization of
+every stored field except ``hash`` itself (a JSON object, keys sorted, no whitespace, UTF-8:
+`chain_hash`). Appends are compare-and-set on the chain's tip (one Lua script in Redis, the
+lock in memory), so two replicas appending at once still make one valid chain. Entries leave
+for a log pipeline with `Store.export_audit`; `Store.trim_audit` then drops exported entries
+older than the window, anchoring the chain at the last dropped entry's hash.
+
 TTL semantics (`put`, `create`, `compare_and_set`): a number is seconds until the record
 expires (rounded up to whole milliseconds); ``None`` means "no expiry" and clears any earlier
 one, exactly like Redis ``SET``; `KEEP_TTL` keeps whatever expiry the record already had
@@ -19,13 +28,15 @@ one, exactly like Redis ``SET``; `KEEP_TTL` keeps whatever expiry the record alr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final, Literal, Self
@@ -36,11 +47,15 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from bot.redact import redact
+
 __all__ = [
     "AUDIT_SCAN_CAP",
+    "GENESIS",
     "KEEP_TTL",
     "MAX_AUDIT_LIMIT",
     "AuditEntry",
+    "AuditVerdict",
     "CasResult",
     "Expected",
     "MemoryStore",
@@ -49,6 +64,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Ttl",
+    "chain_hash",
     "open_store",
 ]
 
@@ -62,6 +78,10 @@ _MAX_EXACT_INT: Final = 2**53 - 1  # Lua numbers are doubles: beyond this, equal
 _AUDIT_BATCH: Final = 500
 _SCAN_BATCH: Final = 500
 _SWEEP_EVERY: Final = 1_000  # MemoryStore writes between sweeps of expired records
+GENESIS: Final = "0" * 64
+"""The ``prev`` of the chain's first entry."""
+_CHAIN_FIELDS: Final = ("seq", "prev", "hash")
+_APPEND_TRIES: Final = 100  # lost tip races before an append gives up (each is one round trip)
 
 
 class StoreError(Exception):
@@ -69,7 +89,14 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached; callers must refuse to act, never assume."""
+    """The store cannot be reached; callers must refuse to act, never assume.
+
+    ``brief`` names the dependency and what happened, fit to show a user (no address, no secret).
+    """
+
+    def __init__(self, message: str, *, brief: str = "The bot's store is unreachable"):
+        super().__init__(message)
+        self.brief = brief
 
 
 class _KeepTtl(Enum):
@@ -107,6 +134,10 @@ class AuditEntry:
     permalink: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))  # tz-aware UTC
     id: str = ""  # stream entry id, filled when read back
+    # The chain, filled when read back; not part of equality (a written entry has none yet).
+    seq: int = field(default=0, compare=False)
+    prev: str = field(default="", compare=False)
+    hash: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # Normalise here so an entry reads back equal to what was written, on both backends.
@@ -153,9 +184,83 @@ class AuditEntry:
                 permalink=fields.get("permalink") or None,
                 at=datetime.fromisoformat(fields["at"]),
                 id=entry_id,
+                seq=int(fields.get("seq") or 0),
+                prev=fields.get("prev", ""),
+                hash=fields.get("hash", ""),
             )
         except (KeyError, ValueError) as exc:
             raise StoreError(f"audit entry {entry_id} is malformed: {exc}") from None
+
+
+def chain_hash(fields: dict[str, str]) -> str:
+    """SHA-256 (hex) of an audit entry: every stored field except ``hash``, as a JSON object with
+    sorted keys, no whitespace and UTF-8 text. Recompute it from an exported line by dropping
+    ``id`` and ``hash``."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _chained(content: dict[str, str], prev: str, seq: int) -> dict[str, str]:
+    fields = {**content, "seq": str(seq), "prev": prev}
+    fields["hash"] = chain_hash(fields)
+    return fields
+
+
+def audit_line(entry_id: str, fields: dict[str, str]) -> str:
+    """One exported entry: a JSON object of its id and stored fields, on one line."""
+    return json.dumps({"id": entry_id, **fields}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _link_problem(fields: dict[str, str], prev_hash: str, prev_seq: int, prev_id: str | None) -> str | None:
+    """Why this entry does not continue the chain, or None."""
+    if any(name not in fields for name in _CHAIN_FIELDS):
+        return "it has no seq/prev/hash: it was added or rewritten outside the bot"
+    try:
+        seq = int(fields["seq"])
+    except ValueError:
+        return f"its seq {fields['seq']!r} is not a number: it was altered"
+    if fields["hash"] != chain_hash(fields):
+        return "its content does not match its hash: it was altered"
+    if seq > prev_seq + 1:
+        missing = seq - prev_seq - 1
+        span = f"#{prev_seq + 1}" if missing == 1 else f"#{prev_seq + 1}–#{seq - 1}"
+        return f"{missing} entr{'y' if missing == 1 else 'ies'} before it ({span}) are missing: deleted"
+    if seq != prev_seq + 1:
+        return f"its seq #{seq} does not follow #{prev_seq}: entries were reordered or replayed"
+    if fields["prev"] != prev_hash:
+        before = f"entry {prev_id}" if prev_id else "the chain's start"
+        return f"its prev-hash does not match {before}: one of the two was altered"
+    return None
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """What `Store.verify_audit` found. ``broken_id`` is the first entry that breaks the chain."""
+
+    ok: bool
+    checked: int  # chained entries verified
+    broken_id: str | None = None
+    problem: str | None = None
+    first_seq: int = 0  # where the kept window starts (the anchor's seq + 1)
+    last_seq: int = 0
+    unchained: int = 0  # entries written before the chain existed (only ever at the start)
+
+    def report(self) -> str:
+        if not self.ok:
+            return f"audit trail BROKEN at entry {self.broken_id}: {self.problem}"
+        if not self.checked:
+            text = "audit trail ok: no chained entries"
+        else:
+            text = f"audit trail ok: {self.checked} entries, #{self.first_seq}–#{self.last_seq}, chain intact"
+        if self.unchained:
+            text += f" ({self.unchained} older entries predate the chain and are not covered)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -299,6 +404,9 @@ class Store(ABC):
             raise ValueError("audit_scan_cap must be a positive integer")
         self.audit_scan_cap = audit_scan_cap
         self._closed = False
+        # Called with each entry's exported line once it is stored (`AUDIT_STDOUT`): a log
+        # pipeline then has every entry even if this store is lost before an export.
+        self.audit_sink: Callable[[str], None] | None = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -314,11 +422,109 @@ class Store(ABC):
         await self._ping()
 
     async def append_audit(self, entry: AuditEntry) -> str:
-        """Append ``entry`` (its ``id`` is ignored) and return the id it was stored under."""
+        """Append ``entry`` (its ``id`` and chain fields are ignored) as the chain's next link and
+        return the id it was stored under. ``detail`` is redacted first: the trail is exported to
+        logs verbatim, and the hash must cover exactly what is kept."""
         if not isinstance(entry, AuditEntry):
             raise ValueError("entry must be an AuditEntry")
         self._check_open()
-        return await self._append_audit(entry)
+        content = entry._fields()
+        content["detail"] = redact(content["detail"])
+        entry_id, fields = await self._append_chained(content)
+        if self.audit_sink is not None:
+            self.audit_sink(audit_line(entry_id, fields))
+        return entry_id
+
+    async def verify_audit(self) -> AuditVerdict:
+        """Walk the kept window oldest first and check every link: each entry's hash matches its
+        content, its seq follows the one before, its prev is that entry's hash; the window starts
+        at the anchor (or `GENESIS`) and ends at the recorded tip (so a deleted newest entry shows).
+
+        Trimming while a verification runs can make it report entries missing: run it again."""
+        self._check_open()
+        page, meta = await self._audit_page("-", _AUDIT_BATCH, with_meta=True)
+        prev_hash = meta.get("anchor_hash", GENESIS)
+        prev_seq = int(meta.get("anchor_seq", 0))
+        first_seq = prev_seq + 1
+        prev_id: str | None = meta.get("anchor_id")
+        checked = unchained = 0
+        may_be_unchained = "anchor_hash" not in meta
+        while page:
+            for entry_id, fields in page:
+                if may_be_unchained and not any(name in fields for name in _CHAIN_FIELDS):
+                    unchained += 1
+                    prev_id = entry_id
+                    continue
+                may_be_unchained = False
+                problem = _link_problem(fields, prev_hash, prev_seq, prev_id)
+                if problem:
+                    return AuditVerdict(False, checked, entry_id, problem, first_seq, prev_seq, unchained)
+                prev_hash, prev_seq, prev_id = fields["hash"], int(fields["seq"]), entry_id
+                checked += 1
+            if len(page) < _AUDIT_BATCH:
+                break
+            page, _ = await self._audit_page("(" + page[-1][0], _AUDIT_BATCH, with_meta=False)
+        tip_seq = int(meta.get("tip_seq", 0))
+        tip_id = meta.get("tip_id", "?")
+        if prev_seq < tip_seq:  # entries appended since the tip was read only come after it
+            missing = tip_seq - prev_seq
+            problem = (
+                f"the newest {missing} entr{'y' if missing == 1 else 'ies'} (up to #{tip_seq}) are missing"
+            )
+            return AuditVerdict(False, checked, tip_id, problem, first_seq, prev_seq, unchained)
+        if prev_seq == tip_seq and tip_seq and prev_hash != meta.get("tip_hash"):
+            problem = "the newest entry is not the one the chain's tip recorded: it was replaced"
+            return AuditVerdict(False, checked, prev_id, problem, first_seq, prev_seq, unchained)
+        return AuditVerdict(True, checked, None, None, first_seq, prev_seq, unchained)
+
+    async def export_audit(
+        self, *, since: datetime | None = None, batch: int = _AUDIT_BATCH
+    ) -> AsyncIterator[tuple[str, dict[str, str]]]:
+        """Entries oldest first as (id, stored fields): from ``since`` when given, else from the
+        first entry not yet marked exported. Write them out, then `mark_audit_exported`."""
+        if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+            raise ValueError("since must be a timezone-aware datetime")
+        self._check_open()
+        if since is not None:
+            start = f"{max(0, math.floor(since.timestamp() * 1000))}-0"
+        else:
+            _, meta = await self._audit_page("-", 1, with_meta=True)
+            done = meta.get("exported_id")
+            start = "(" + done if done else "-"
+        while True:
+            page, _ = await self._audit_page(start, batch, with_meta=False)
+            for item in page:
+                yield item
+            if len(page) < batch:
+                return
+            start = "(" + page[-1][0]
+
+    async def mark_audit_exported(self, first_id: str, last_id: str) -> bool:
+        """Record that entries ``first_id``..``last_id`` are safely in the log pipeline. The
+        watermark moves only when nothing before ``first_id`` is left unexported (an export that
+        skipped entries must not let `trim_audit` drop them). True if it moved."""
+        for value in (first_id, last_id):
+            if not isinstance(value, str) or not re.fullmatch(r"\d+-\d+", value):
+                raise ValueError(f"not an audit entry id: {value!r}")
+        if _id_key(first_id) > _id_key(last_id):
+            raise ValueError("first_id comes after last_id")
+        self._check_open()
+        return await self._mark_exported(first_id, last_id)
+
+    async def trim_audit(self, before: datetime) -> int:
+        """Drop entries older than ``before`` that are exported (never one that is not), keeping
+        the chain verifiable: the last dropped entry's seq and hash become the anchor. Returns how
+        many were dropped."""
+        if not isinstance(before, datetime) or before.utcoffset() is None:
+            raise ValueError("before must be a timezone-aware datetime")
+        self._check_open()
+        _, meta = await self._audit_page("-", 1, with_meta=True)
+        done = meta.get("exported_id")
+        if not done:
+            return 0
+        ms, seq = _id_key(done)
+        limit = min((ms, seq + 1), (max(0, math.floor(before.timestamp() * 1000)), 0))
+        return await self._trim(f"{limit[0]}-{limit[1]}")
 
     async def audit(self, *, target: str | None = None, limit: int = 10) -> list[AuditEntry]:
         """Newest entries first, optionally only those for ``target``.
@@ -423,7 +629,23 @@ class Store(ABC):
     async def _ping(self) -> None: ...
 
     @abstractmethod
-    async def _append_audit(self, entry: AuditEntry) -> str: ...
+    async def _append_chained(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Atomically append ``content`` + seq/prev/hash after the current tip: (id, fields)."""
+
+    @abstractmethod
+    async def _audit_page(
+        self, start: str, count: int, *, with_meta: bool
+    ) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
+        """Up to ``count`` entries from ``start`` ("-", an id, or "(" + id for after it), oldest
+        first, and (read in the same atomic step when ``with_meta``) the chain's metadata:
+        tip_*, anchor_*, exported_id."""
+
+    @abstractmethod
+    async def _mark_exported(self, first_id: str, last_id: str) -> bool: ...
+
+    @abstractmethod
+    async def _trim(self, limit_id: str) -> int:
+        """Drop entries with id < ``limit_id``, anchoring at the last one dropped."""
 
     @abstractmethod
     async def _audit(self, target: str | None, limit: int) -> list[AuditEntry]: ...
@@ -475,7 +697,8 @@ class MemoryStore(Store):
         self._clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, tuple[str, float | None]] = {}  # key -> (JSON, expires_at)
-        self._audit_log: list[AuditEntry] = []
+        self._audit_log: list[tuple[str, dict[str, str]]] = []  # (id, stored fields), oldest first
+        self._audit_meta: dict[str, str] = {}  # tip_*, anchor_*, exported_id: as in Redis
         self._last_id = (0, -1)
         self._writes = 0
 
@@ -504,8 +727,10 @@ class MemoryStore(Store):
     async def _ping(self) -> None:
         return None
 
-    async def _append_audit(self, entry: AuditEntry) -> str:
-        with self._lock:
+    async def _append_chained(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
+        with self._lock:  # the lock makes read-tip, link, append one atomic step
+            meta = self._audit_meta
+            fields = _chained(content, meta.get("tip_hash", GENESIS), int(meta.get("tip_seq", 0)) + 1)
             # Same "ms-seq" shape and monotonicity as a Redis stream id.
             ms, seq = int(time.time() * 1000), 0
             last_ms, last_seq = self._last_id
@@ -513,19 +738,64 @@ class MemoryStore(Store):
                 ms, seq = last_ms, last_seq + 1
             self._last_id = (ms, seq)
             entry_id = f"{ms}-{seq}"
-            self._audit_log.append(replace(entry, id=entry_id))
-            return entry_id
+            self._audit_log.append((entry_id, fields))
+            meta.update(tip_hash=fields["hash"], tip_seq=fields["seq"], tip_id=entry_id)
+            return entry_id, fields
 
     async def _audit(self, target: str | None, limit: int) -> list[AuditEntry]:
         with self._lock:
             newest = self._audit_log[-self.audit_scan_cap :]
         found: list[AuditEntry] = []
-        for entry in reversed(newest):
-            if target is None or entry.target == target:
-                found.append(entry)
+        for entry_id, fields in reversed(newest):
+            if target is None or fields.get("target") == target:
+                found.append(AuditEntry._from_fields(entry_id, fields))
                 if len(found) == limit:
                     break
         return found
+
+    async def _audit_page(
+        self, start: str, count: int, *, with_meta: bool
+    ) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
+        with self._lock:
+            if start == "-":
+                chosen = self._audit_log[:count]
+            else:
+                after = start.startswith("(")
+                key = _id_key(start.lstrip("("))
+                chosen = [
+                    (i, dict(f))
+                    for i, f in self._audit_log
+                    if (_id_key(i) > key if after else _id_key(i) >= key)
+                ][:count]
+            return [(i, dict(f)) for i, f in chosen], dict(self._audit_meta) if with_meta else {}
+
+    async def _mark_exported(self, first_id: str, last_id: str) -> bool:
+        with self._lock:
+            done = self._audit_meta.get("exported_id")
+            floor = _id_key(done) if done else (-1, -1)
+            first = _id_key(first_id)
+            if any(floor < _id_key(i) < first for i, _ in self._audit_log):
+                return False  # unexported entries before first_id
+            if done and _id_key(last_id) <= floor:
+                return False
+            self._audit_meta["exported_id"] = last_id
+            return True
+
+    async def _trim(self, limit_id: str) -> int:
+        with self._lock:
+            limit = _id_key(limit_id)
+            cut = 0
+            while cut < len(self._audit_log) and _id_key(self._audit_log[cut][0]) < limit:
+                cut += 1
+            if not cut:
+                return 0
+            last_id, last = self._audit_log[cut - 1]
+            if "hash" in last and "seq" in last:
+                self._audit_meta.update(anchor_hash=last["hash"], anchor_seq=last["seq"], anchor_id=last_id)
+            else:
+                self._audit_meta["anchor_id"] = last_id
+            del self._audit_log[:cut]
+            return cut
 
     async def _get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -638,6 +908,67 @@ return redis.call('DEL', KEYS[1])
 """
 )
 
+# KEYS[1] audit stream, KEYS[2] chain metadata hash; ARGV: expected tip hash, expected tip seq,
+# GENESIS, then the entry's field/value pairs (already linked to that tip and hashed).
+# Reply: {1, id} appended; {0, tip hash, tip seq} the tip moved: link to it and try again.
+_LUA_APPEND = """
+local tip = redis.call('HGET', KEYS[2], 'tip_hash') or ARGV[3]
+local tip_seq = redis.call('HGET', KEYS[2], 'tip_seq') or '0'
+if tip ~= ARGV[1] or tip_seq ~= ARGV[2] then return {0, tip, tip_seq} end
+local fields, hash, seq = {}, nil, nil
+for i = 4, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'hash' then hash = ARGV[i + 1] elseif ARGV[i] == 'seq' then seq = ARGV[i + 1] end
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+redis.call('HSET', KEYS[2], 'tip_hash', hash, 'tip_seq', seq, 'tip_id', id)
+return {1, id}
+"""
+
+_LUA_ID_LESS = """
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+# KEYS[1] stream, KEYS[2] metadata; ARGV: first id exported, last id exported. Reply 1 if the
+# watermark moved: only when no entry between the old watermark and the first id is unexported.
+_LUA_MARK_EXPORTED = (
+    _LUA_ID_LESS
+    + """
+local done = redis.call('HGET', KEYS[2], 'exported_id')
+local from = done and ('(' .. done) or '-'
+if done and not id_less(done, ARGV[1]) then
+  from = nil
+end
+if from and #redis.call('XRANGE', KEYS[1], from, '(' .. ARGV[1], 'COUNT', 1) > 0 then return 0 end
+if done and not id_less(done, ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'exported_id', ARGV[2])
+return 1
+"""
+)
+
+# KEYS[1] stream, KEYS[2] metadata; ARGV: limit id. Drops entries before it, anchoring the chain
+# at the last one dropped (its seq and hash), in one step so `verify` never sees half of it.
+_LUA_TRIM = """
+local last = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)
+if #last == 0 then return 0 end
+local f, hash, seq = last[1][2], nil, nil
+for i = 1, #f, 2 do
+  if f[i] == 'hash' then hash = f[i + 1] elseif f[i] == 'seq' then seq = f[i + 1] end
+end
+if hash and seq then
+  redis.call('HSET', KEYS[2], 'anchor_hash', hash, 'anchor_seq', seq, 'anchor_id', last[1][1])
+else
+  redis.call('HSET', KEYS[2], 'anchor_id', last[1][1])
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+"""
+
 # Errors that mean "cannot be used right now" rather than "we sent something wrong".
 _UNAVAILABLE_ERRORS = (
     redis_errors.ConnectionError,  # includes auth failures, LOADING, pool exhaustion
@@ -681,6 +1012,9 @@ class RedisStore(Store):
         self._address, self._secrets = _describe_url(url)
         self._records_ns = f"{prefix}rec:"
         self._audit_key = f"{prefix}audit"
+        self._audit_meta_key = f"{prefix}audit:chain"
+        self._timeout = timeout
+        self._tip = (GENESIS, 0)  # last tip seen; a stale guess costs one extra round trip
         # A blocking pool queues a burst (50 clicks, a big scan) behind max_connections instead
         # of failing it with "Too many connections"; a long wait for a connection is an outage.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -699,6 +1033,9 @@ class RedisStore(Store):
         self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._cas_script = self._client.register_script(_LUA_CAS)
         self._delete_script = self._client.register_script(_LUA_DELETE_IF)
+        self._append_script = self._client.register_script(_LUA_APPEND)
+        self._mark_script = self._client.register_script(_LUA_MARK_EXPORTED)
+        self._trim_script = self._client.register_script(_LUA_TRIM)
 
     def describe(self) -> str:
         return f"Redis store at {self._address}"
@@ -720,7 +1057,15 @@ class RedisStore(Store):
             detail = self._scrub(raw)
             where = self.describe()
             if isinstance(exc, _UNAVAILABLE_ERRORS):
-                err: StoreError = StoreUnavailable(f"{where} is unavailable ({operation}: {detail})")
+                timed_out = isinstance(exc, redis_errors.TimeoutError | TimeoutError)
+                brief = (
+                    f"Redis did not answer within {self._timeout:g} s"
+                    if timed_out
+                    else "Redis (the bot's store) is not reachable"
+                )
+                err: StoreError = StoreUnavailable(
+                    f"{where} is unavailable ({operation}: {detail})", brief=brief
+                )
             else:
                 err = StoreError(f"{where} rejected {operation}: {detail}")
             if detail == raw and self._scrub(repr(exc)) == repr(exc):
@@ -734,9 +1079,41 @@ class RedisStore(Store):
         with self._errors("ping"):
             await self._client.ping()
 
-    async def _append_audit(self, entry: AuditEntry) -> str:
+    async def _append_chained(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
+        keys = [self._audit_key, self._audit_meta_key]
         with self._errors("append_audit"):
-            return str(await self._client.xadd(self._audit_key, entry._fields()))
+            for _ in range(_APPEND_TRIES):
+                tip_hash, tip_seq = self._tip
+                fields = _chained(content, tip_hash, tip_seq + 1)
+                args = [tip_hash, str(tip_seq), GENESIS, *(x for kv in fields.items() for x in kv)]
+                reply = await self._append_script(keys=keys, args=args)
+                if int(reply[0]) == 1:
+                    self._tip = (fields["hash"], tip_seq + 1)
+                    return str(reply[1]), fields
+                self._tip = (str(reply[1]), int(reply[2]))  # another writer linked first
+        raise StoreError(f"audit append lost the race for the chain's tip {_APPEND_TRIES} times")
+
+    async def _audit_page(
+        self, start: str, count: int, *, with_meta: bool
+    ) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
+        with self._errors("audit"):
+            if not with_meta:
+                page = await self._client.xrange(self._audit_key, start, "+", count=count)
+                return [(str(i), dict(f)) for i, f in page], {}
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xrange(self._audit_key, start, "+", count=count)
+                pipe.hgetall(self._audit_meta_key)
+                page, meta = await pipe.execute()
+        return [(str(i), dict(f)) for i, f in page], dict(meta)
+
+    async def _mark_exported(self, first_id: str, last_id: str) -> bool:
+        with self._errors("mark_audit_exported"):
+            keys = [self._audit_key, self._audit_meta_key]
+            return bool(await self._mark_script(keys=keys, args=[first_id, last_id]))
+
+    async def _trim(self, limit_id: str) -> int:
+        with self._errors("trim_audit"):
+            return int(await self._trim_script(keys=[self._audit_key, self._audit_meta_key], args=[limit_id]))
 
     async def _audit(self, target: str | None, limit: int) -> list[AuditEntry]:
         found: list[AuditEntry] = []

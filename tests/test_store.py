@@ -16,6 +16,8 @@ if _ROOT not in sys.path:  # `pytest tests/...` without an installed package
     sys.path.insert(0, _ROOT)
 
 import asyncio
+import itertools
+import json
 import re
 import socket
 import threading
@@ -29,6 +31,7 @@ from urllib.parse import quote
 import pytest
 
 from bot.store import (
+    GENESIS,
     KEEP_TTL,
     MAX_AUDIT_LIMIT,
     AuditEntry,
@@ -37,6 +40,7 @@ from bot.store import (
     RedisStore,
     Store,
     StoreUnavailable,
+    chain_hash,
     open_store,
 )
 from tests.support.redis_server import RedisServer, redis_server_fixture
@@ -53,6 +57,7 @@ class Backend:
 
     name: str
     open: Callable[[], Store]
+    redis: RedisServer | None = None
 
     def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
         async def main() -> T:
@@ -71,7 +76,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         return Backend("memory", MemoryStore)
     server: RedisServer = request.getfixturevalue("redis_server")
     server.flush()
-    return Backend("redis", lambda: RedisStore(server.url))
+    return Backend("redis", lambda: RedisStore(server.url), server)
 
 
 @pytest.fixture
@@ -354,6 +359,261 @@ def test_memory_store_is_atomic_across_threads() -> None:
         results = list(pool.map(attempt, range(50)))
     assert sum(won for won, _ in results) == 1
     assert sum(created for _, created in results) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The audit trail as a hash chain: tampering is found, on both backends
+
+
+Raw = list[tuple[str, dict[str, str]]]
+
+
+def rewrite_trail(backend: Backend, store: Store, edit: Callable[[Raw], Raw]) -> None:
+    """Change the stored trail behind the bot's back, as someone with access to the store could:
+    in Redis with plain stream commands (XRANGE, DEL, XADD with the original ids), in the
+    embedded store by editing its list."""
+    if isinstance(store, MemoryStore):
+        store._audit_log[:] = edit([(i, dict(f)) for i, f in store._audit_log])
+        return
+    client = backend.redis.client()
+    key = "payflow:audit"
+    entries = edit([(i, dict(f)) for i, f in client.xrange(key)])
+    client.delete(key)
+    for entry_id, fields in entries:
+        client.xadd(key, fields, id=entry_id)
+
+
+def delete_entry(backend: Backend, store: Store, entry_id: str) -> None:
+    if isinstance(store, MemoryStore):
+        store._audit_log[:] = [(i, f) for i, f in store._audit_log if i != entry_id]
+    else:
+        assert backend.redis.client().xdel("payflow:audit", entry_id) == 1
+
+
+async def fill(store: Store, n: int, start: int = 0) -> list[str]:
+    return [
+        await store.append_audit(AuditEntry(f"U{i}", "scale", "ok", target="api", detail=f"#{i}"))
+        for i in range(start, start + n)
+    ]
+
+
+def test_every_entry_links_to_the_one_before(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        assert (await store.verify_audit()).ok
+        ids = await fill(store, 5)
+        newest = await store.audit(limit=5)
+        oldest_first = newest[::-1]
+        assert [e.id for e in oldest_first] == ids
+        assert [e.seq for e in oldest_first] == [1, 2, 3, 4, 5]
+        assert oldest_first[0].prev == GENESIS
+        for before, after in itertools.pairwise(oldest_first):
+            assert after.prev == before.hash
+        raw = [item async for item in store.export_audit()]
+        assert [i for i, _ in raw] == ids
+        assert all(chain_hash(f) == f["hash"] for _, f in raw)
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.checked, verdict.first_seq, verdict.last_seq) == (True, 5, 1, 5)
+        assert "5 entries, #1–#5, chain intact" in verdict.report()
+
+    backend.run(body)
+
+
+def test_verify_names_an_edited_entry(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 5)
+
+        def edit(entries: Raw) -> Raw:
+            entries[2][1]["detail"] = "#2 (nothing to see)"
+            return entries
+
+        rewrite_trail(backend, store, edit)
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id, verdict.checked) == (False, ids[2], 2)
+        assert "does not match its hash: it was altered" in verdict.report()
+        assert ids[2] in verdict.report()
+
+    backend.run(body)
+
+
+def test_verify_finds_an_edit_whose_hash_was_recomputed(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 5)
+
+        def edit(entries: Raw) -> Raw:
+            entries[1][1]["outcome"] = "denied"
+            entries[1][1]["hash"] = chain_hash(entries[1][1])
+            return entries
+
+        rewrite_trail(backend, store, edit)
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id) == (False, ids[2])
+        assert f"prev-hash does not match entry {ids[1]}" in (verdict.problem or "")
+
+    backend.run(body)
+
+
+def test_verify_finds_deleted_entries(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 6)
+        delete_entry(backend, store, ids[2])
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id) == (False, ids[3])
+        assert "1 entry before it (#3) are missing: deleted" in (verdict.problem or "")
+
+    backend.run(body)
+
+
+def test_verify_finds_the_newest_entry_deleted(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 3)
+        delete_entry(backend, store, ids[-1])
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id) == (False, ids[-1])
+        assert "the newest 1 entry (up to #3) are missing" in (verdict.problem or "")
+
+    backend.run(body)
+
+
+def test_verify_finds_the_first_entry_replaced(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 3)
+
+        def edit(entries: Raw) -> Raw:  # a forged first entry, correctly hashed from GENESIS
+            entries[0][1]["actor"] = "U-nobody"
+            entries[0][1]["hash"] = chain_hash(entries[0][1])
+            return entries
+
+        rewrite_trail(backend, store, edit)
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id) == (False, ids[1])
+
+    backend.run(body)
+
+
+def test_concurrent_appends_make_one_valid_chain(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await asyncio.gather(*(store.append_audit(AuditEntry(f"U{i}", "status", "ok")) for i in range(60)))
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.checked, verdict.last_seq) == (True, 60, 60), verdict.report()
+
+    backend.run(body)
+
+
+def test_two_replicas_appending_at_once_make_one_valid_chain(fresh_redis: RedisServer) -> None:
+    """Two bot processes' stores (separate connections, separate cached tips), racing."""
+
+    async def main() -> None:
+        async with RedisStore(fresh_redis.url) as one, RedisStore(fresh_redis.url) as two:
+            await one.append_audit(AuditEntry("U0", "status", "ok"))  # `two` starts with a stale tip
+            await asyncio.gather(
+                *(
+                    (one if i % 2 else two).append_audit(AuditEntry(f"U{i}", "status", "ok"))
+                    for i in range(1, 101)
+                )
+            )
+            verdict = await two.verify_audit()
+            assert (verdict.ok, verdict.checked) == (True, 101), verdict.report()
+            seqs = [e.seq for e in await one.audit(limit=101)]
+            assert sorted(seqs) == list(range(1, 102))
+
+    asyncio.run(main())
+
+
+def test_memory_store_chain_holds_across_threads() -> None:
+    store = MemoryStore()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(
+            pool.map(
+                lambda i: asyncio.run(store.append_audit(AuditEntry(f"U{i}", "status", "ok"))), range(80)
+            )
+        )
+    verdict = asyncio.run(store.verify_audit())
+    assert (verdict.ok, verdict.checked) == (True, 80)
+
+
+def test_export_then_trim_keeps_the_chain_verifiable(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 10)
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        assert await store.trim_audit(later) == 0  # nothing exported yet: nothing may go
+        exported = [item async for item in store.export_audit()]
+        assert [i for i, _ in exported] == ids
+        assert await store.mark_audit_exported(ids[0], ids[5])  # the pipeline took the first six
+        assert await store.trim_audit(later) == 6  # only exported entries go
+        kept = await store.audit(limit=50)
+        assert [e.id for e in kept] == ids[6:][::-1]
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.first_seq, verdict.last_seq, verdict.checked) == (True, 7, 10, 4)
+        more = await fill(store, 2, start=10)
+        assert [i async for i, _ in store.export_audit()] == ids[6:] + more  # from the watermark
+        assert (await store.verify_audit()).ok
+        delete_entry(backend, store, ids[6])  # the first kept entry: the anchor still catches it
+        verdict = await store.verify_audit()
+        assert (verdict.ok, verdict.broken_id) == (False, ids[7])
+
+    backend.run(body)
+
+
+def test_trim_keeps_entries_inside_the_window(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 4)
+        assert await store.mark_audit_exported(ids[0], ids[-1])
+        assert await store.trim_audit(datetime.now(UTC) - timedelta(days=1)) == 0  # all too young
+        assert len(await store.audit()) == 4
+
+    backend.run(body)
+
+
+def test_the_export_watermark_never_skips_an_entry(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = await fill(store, 6)
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        assert not await store.mark_audit_exported(ids[2], ids[4])  # #1, #2 were never exported
+        assert await store.trim_audit(later) == 0
+        assert await store.mark_audit_exported(ids[0], ids[1])
+        assert await store.mark_audit_exported(ids[1], ids[3])  # overlapping is fine
+        assert not await store.mark_audit_exported(ids[0], ids[2])  # never moves back
+        assert await store.trim_audit(later) == 4
+        assert [e.id for e in await store.audit()] == ids[4:][::-1]
+        with pytest.raises(ValueError, match="not an audit entry id"):
+            await store.mark_audit_exported("yesterday", ids[0])
+        since = [i async for i, _ in store.export_audit(since=datetime.now(UTC) - timedelta(hours=1))]
+        assert since == ids[4:]
+
+    backend.run(body)
+
+
+def test_audit_detail_is_redacted_before_it_is_hashed_and_exported(backend: Backend) -> None:
+    lines: list[str] = []
+
+    async def body(store: Store) -> None:
+        store.audit_sink = lines.append
+        await store.append_audit(AuditEntry("U1", "deploy", "refused", detail="card 4111 1111 1111 1111"))
+        [entry] = await store.audit()
+        assert "4111" not in entry.detail and "REDACTED" in entry.detail
+        assert (await store.verify_audit()).ok
+
+    backend.run(body)
+    [line] = lines
+    data = json.loads(line)
+    assert "4111" not in line and data["seq"] == "1" and data["prev"] == GENESIS
+    assert chain_hash({k: v for k, v in data.items() if k != "id"}) == data["hash"]
+
+
+def test_entries_from_before_the_chain_are_reported_not_failed(fresh_redis: RedisServer) -> None:
+    client = fresh_redis.client()
+    legacy = AuditEntry("U1", "status", "ok")._fields()
+    client.xadd("payflow:audit", legacy)
+
+    async def main() -> None:
+        async with RedisStore(fresh_redis.url) as store:
+            await fill(store, 2)
+            verdict = await store.verify_audit()
+            assert (verdict.ok, verdict.checked, verdict.unchained) == (True, 2, 1)
+            assert "1 older entries predate the chain" in verdict.report()
+            assert len(await store.audit()) == 3
+
+    asyncio.run(main())
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,7 +942,7 @@ def test_keys_live_under_the_prefix(fresh_redis: RedisServer) -> None:
             assert len(await one.audit()) == 1
 
     asyncio.run(main())
-    assert sorted(fresh_redis.client().keys("*")) == ["t1:audit", "t1:rec:audit"]
+    assert sorted(fresh_redis.client().keys("*")) == ["t1:audit", "t1:audit:chain", "t1:rec:audit"]
 
 
 def test_open_store_picks_the_backend(fresh_redis: RedisServer) -> None:
