@@ -150,6 +150,7 @@ class Dispatcher:
             await self._finish(inv, name, target, "denied", decision.reason, reply)
             return
         ctx = Context(self.deps, inv.user_id, inv.channel_id, message, decision.role)
+        store_down = False  # then auditing would cost a second store deadline before the answer
         try:
             reply = await work(ctx)
             outcome, detail = "ok", reply.detail
@@ -160,11 +161,13 @@ class Dispatcher:
         except StoreUnavailable as exc:
             log.warning("%s: store unavailable: %s", name, exc)
             outcome, detail = "failed", "store unavailable"
-            text = "The bot's store is unreachable, so nothing was done. Try again shortly."
+            text = f"{exc.brief}; nothing was changed. Try again shortly."
             reply = Reply(Notice(text, Tone.ERROR))
+            store_down = True
         except Unreachable as exc:
             outcome, detail = "failed", str(exc)
-            reply = Reply(Notice(f"{exc}. Nothing was done; try again shortly.", Tone.ERROR))
+            tail = "" if exc.uncertain else "; nothing was changed. Try again shortly"
+            reply = Reply(Notice(f"{exc}{tail}.", Tone.ERROR))
         except KubeError as exc:
             outcome, detail = "failed", str(exc)
             reply = Reply(Notice(f"Kubernetes refused: {exc}", Tone.ERROR))
@@ -175,15 +178,26 @@ class Dispatcher:
             reply = Reply(
                 Notice(f"Something went wrong on our side (ref `{ref}`); it is logged.", Tone.ERROR)
             )
-        await self._finish(inv, name, target, outcome, detail, reply)
+        await self._finish(inv, name, target, outcome, detail, reply, store_down=store_down)
 
     async def _finish(
-        self, inv: Invocation, action: str, target: str | None, outcome: str, detail: str, reply: Reply
+        self,
+        inv: Invocation,
+        action: str,
+        target: str | None,
+        outcome: str,
+        detail: str,
+        reply: Reply,
+        *,
+        store_down: bool = False,
     ) -> None:
         """Audit first, so a reply never claims success the audit trail does not hold."""
         self.telemetry.commands.labels(action, outcome).inc()
         if reply.audited:
             recorded = True
+        elif store_down:
+            log.error("audit entry lost (the store did not answer): %s %s %s", inv.user_id, action, outcome)
+            recorded = False
         else:
             recorded = await self.deps.audit(
                 AuditEntry(inv.user_id, action, outcome, target, detail, inv.channel_id)

@@ -1,9 +1,11 @@
 """Kubernetes gateway: the only module that talks to the API server.
 
-The official client is blocking, so every call runs in a small thread pool with an explicit
-timeout. Responses are read as raw JSON (`_preload_content=False`) and turned into our own
-small types: the generated models cost far more CPU than we need, and that CPU would be taken
-from the event loop that acks Slack.
+The official client is blocking, so every call runs in a small thread pool with ONE deadline:
+urllib3's total timeout on the request, retries switched off (the client's default urllib3
+retries turned one 5 s timeout into 20 s against a server that accepts and never answers), and
+the same deadline around the wait for a pool thread. Responses are read as raw JSON
+(`_preload_content=False`) and turned into our own small types: the generated models cost far
+more CPU than we need, and that CPU would be taken from the event loop that acks Slack.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,37 @@ class Conflict(KubeError):
 
 
 class Unreachable(KubeError):
-    pass
+    """No answer: refused, or no reply within the deadline. ``uncertain`` is True when a write was
+    sent and its answer never came, so it may have been applied: the caller must not say "nothing
+    was changed" then."""
+
+    def __init__(self, message: str, *, uncertain: bool = False):
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
+_WRITES = ("patch_", "create_", "replace_", "delete_")
+
+
+def no_retries(configuration: k8s.Configuration) -> k8s.Configuration:
+    """One attempt per call: a hung API server costs one deadline, and a write is never re-sent."""
+    configuration.retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0)
+    return configuration
+
+
+def _unreachable(exc: BaseException, timeout: float, write: bool) -> Unreachable:
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+    if isinstance(reason, NewConnectionError):
+        return Unreachable("Kubernetes API not reachable (connection refused)")
+    if isinstance(reason, Urllib3Timeout | TimeoutError):
+        if write:
+            return Unreachable(
+                f"Kubernetes API did not answer within {timeout:g} s; the change may or may not have "
+                "been applied — check before trying again",
+                uncertain=True,
+            )
+        return Unreachable(f"Kubernetes API did not answer within {timeout:g} s")
+    return Unreachable(f"Kubernetes API not reachable: {type(reason).__name__}", uncertain=write)
 
 
 @dataclass(frozen=True)
@@ -235,12 +270,15 @@ class Kube:
         context: str | None = None,
         timeout: float = 5.0,
     ) -> Kube:
-        """From a kubeconfig file when given, else the in-cluster service account."""
+        """From a kubeconfig file when given, else the in-cluster service account; no retries."""
+        configuration = no_retries(k8s.Configuration())
         if kubeconfig:
-            api = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+            api = k8s_config.new_client_from_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
         else:
-            k8s_config.load_incluster_config()
-            api = k8s.ApiClient()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            api = k8s.ApiClient(configuration)
         return cls(api, namespace, timeout=timeout)
 
     def close(self) -> None:
@@ -248,7 +286,12 @@ class Kube:
         self._api.close()
 
     async def _call(self, fn: Any, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
-        """Run one client call in the pool; returns parsed JSON, or the bytes when `raw`."""
+        """Run one client call in the pool; returns parsed JSON, or the bytes when `raw`.
+
+        One deadline covers the wait for a pool thread and the request (urllib3's total timeout);
+        the extra second lets urllib3's own timeout, which knows whether the request was sent,
+        usually be the one that fires."""
+        write = getattr(fn, "__name__", "").startswith(_WRITES)
 
         def call() -> Any:
             try:
@@ -262,13 +305,20 @@ class Kube:
                     raise KubeError(f"Kubernetes refused the bot's credentials ({exc.status})") from None
                 raise KubeError(f"Kubernetes answered {exc.status}: {_reason(exc)}") from None
             except Exception as exc:  # urllib3 connection and timeout errors
-                raise Unreachable(f"Kubernetes API not reachable: {type(exc).__name__}") from None
-            data = resp.data
+                raise _unreachable(exc, self._timeout, write) from None
+            try:
+                data = resp.data  # the body is read here, still under urllib3's total timeout
+            except Exception as exc:
+                raise _unreachable(exc, self._timeout, write) from None
             if raw:
                 return data
             return json.loads(data) if data else None
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        try:
+            return await asyncio.wait_for(future, self._timeout + 1)
+        except TimeoutError:
+            raise _unreachable(TimeoutError(), self._timeout, write) from None
 
     async def ping(self) -> str:
         info = await self._call(self._version.get_code)
