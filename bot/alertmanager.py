@@ -7,6 +7,7 @@ credentials (`https://user:pass@am.example.com`), so the URL never appears in a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Annotated, Literal
@@ -99,8 +100,14 @@ class Alertmanager:
             "comment": comment,
         }
         try:
+            # httpx's timeout is per phase (connect, write, read); wait_for makes it one deadline.
+            # httpx never retries a request by itself (its transport's `retries` is 0).
             async with httpx.AsyncClient(timeout=self._timeout) as client:
-                resp = await client.post(f"{self._base}/api/v2/silences", json=body)
+                resp = await asyncio.wait_for(
+                    client.post(f"{self._base}/api/v2/silences", json=body), self._timeout
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            raise AlertmanagerError(f"Alertmanager did not answer within {self._timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise AlertmanagerError(f"Alertmanager not reachable: {type(exc).__name__}") from None
         if resp.status_code != 200:

@@ -161,7 +161,7 @@ class Dispatcher:
         except StoreUnavailable as exc:
             log.warning("%s: store unavailable: %s", name, exc)
             outcome, detail = "failed", "store unavailable"
-            text = f"{exc.brief}; nothing was changed. Try again shortly."
+            text = f"{exc.brief}, so nothing was done. Try again shortly."
             reply = Reply(Notice(text, Tone.ERROR))
             store_down = True
         except Unreachable as exc:

@@ -113,6 +113,19 @@ class Overview:
     problems: tuple[str, ...] = ()  # e.g. "traffic figures: Prometheus unreachable (ConnectError)"
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """True when requests' error wraps urllib3's read or connect timeout (a refused connection is
+    a NewConnectionError, which urllib3 makes a subclass of its connect timeout)."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    for arg in exc.args:
+        reason = arg.reason if isinstance(arg, MaxRetryError) else arg
+        if isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError):
+            return True
+    return False
+
+
 def _value(raw: Any) -> float:
     return float(raw)  # Prometheus sends "NaN", "+Inf", "-Inf" as strings float() understands
 
@@ -198,8 +211,10 @@ class Prom:
             try:
                 return fn(*args, timeout=self.timeout, **kwargs)
             except requests.Timeout:
-                raise PromUnavailable(f"Prometheus timed out after {self.timeout:g}s") from None
+                raise PromUnavailable(self._no_answer()) from None
             except requests.RequestException as exc:
+                if _timed_out(exc):  # a read timeout with retries off comes as a ConnectionError
+                    raise PromUnavailable(self._no_answer()) from None
                 raise PromUnavailable(f"Prometheus unreachable ({type(exc).__name__})") from None
             except ValueError as exc:  # a body that is not JSON: not Prometheus
                 raise PromUnavailable(f"Prometheus sent an unreadable answer ({exc})") from None
@@ -213,7 +228,10 @@ class Prom:
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._pool, call), self.timeout + 1)
         except TimeoutError:
-            raise PromUnavailable(f"Prometheus timed out after {self.timeout:g}s") from None
+            raise PromUnavailable(self._no_answer()) from None
+
+    def _no_answer(self) -> str:
+        return f"Prometheus did not answer within {self.timeout:g} s"
 
     def _params(self) -> dict[str, str]:
         return {"timeout": f"{self.timeout:g}s"}

@@ -1059,9 +1059,9 @@ class RedisStore(Store):
             if isinstance(exc, _UNAVAILABLE_ERRORS):
                 timed_out = isinstance(exc, redis_errors.TimeoutError | TimeoutError)
                 brief = (
-                    f"Redis did not answer within {self._timeout:g} s"
+                    f"Redis (the bot's store) did not answer within {self._timeout:g} s"
                     if timed_out
-                    else "Redis (the bot's store) is not reachable"
+                    else "The bot's store is unreachable"
                 )
                 err: StoreError = StoreUnavailable(
                     f"{where} is unavailable ({operation}: {detail})", brief=brief

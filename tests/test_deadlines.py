@@ -1,0 +1,208 @@
+"""A hung dependency costs one deadline, not one per hidden retry, and the user is told which one.
+
+Each dependency in turn is replaced by a black hole: a real TCP server that accepts connections
+and never answers (tests/support/blackhole.py). Assertions are on what the user is told and on
+how many connections the black hole saw (one per call), never on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.alertmanager import Alertmanager, AlertmanagerError
+from bot.blocks import Message
+from bot.config import Catalog
+from bot.kube import Kube, Unreachable
+from bot.prom import Prom, PromUnavailable
+from bot.runtime import build_runtime
+from bot.settings import Settings
+from bot.slack import SlackGateway, make_client
+from bot.store import AuditEntry, RedisStore, StoreUnavailable
+from sandbox.local import wait_until
+from sandbox.slack_api import SlackApiStub
+from sandbox.slack_requests import SlackRequests
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.support.blackhole import BlackHole
+from tests.support.bot_server import BotServer
+from tests.support.chat import Chat
+
+
+@pytest.fixture
+def hole() -> Iterator[BlackHole]:
+    with BlackHole() as server:
+        yield server
+
+
+def hung_kubeconfig(path: Path, hole: BlackHole) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "hung", "cluster": {"server": hole.url}}],
+        "users": [{"name": "bot", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "hung", "context": {"cluster": "hung", "user": "bot", "namespace": "payflow"}}],
+        "current-context": "hung",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Each gateway on its own: one connection per call, an error that names the dependency
+
+
+def test_kubernetes_read_costs_one_attempt(hole: BlackHole, tmp_path: Path) -> None:
+    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+    try:
+        with pytest.raises(Unreachable) as info:
+            asyncio.run(kube.deployments())
+    finally:
+        kube.close()
+    assert str(info.value) == "Kubernetes API did not answer within 0.5 s"
+    assert not info.value.uncertain
+    assert hole.connections == 1  # the client's default urllib3 Retry made this up to 4
+    assert hole.requests[0].startswith(b"GET /apis/apps/v1/namespaces/payflow/deployments")
+
+
+def test_kubernetes_write_is_never_resent_and_said_to_be_uncertain(hole: BlackHole, tmp_path: Path) -> None:
+    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+    try:
+        with pytest.raises(Unreachable) as info:
+            asyncio.run(kube.write_scale("api-gateway-blue", 5, expected=3))
+    finally:
+        kube.close()
+    assert info.value.uncertain
+    assert "may or may not have been applied" in str(info.value)
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(b"PATCH ")
+
+
+def test_redis_call_costs_one_attempt(hole: BlackHole) -> None:
+    async def main() -> None:
+        async with RedisStore(f"redis://127.0.0.1:{hole.port}/0", timeout=0.5) as store:
+            with pytest.raises(StoreUnavailable) as info:
+                await store.append_audit(AuditEntry("U1", "scale", "ok"))
+            assert info.value.brief == "Redis (the bot's store) did not answer within 0.5 s"
+            assert hole.connections == 1
+            with pytest.raises(StoreUnavailable):
+                await store.get("change:1")
+            assert hole.connections == 2  # the failed connection is dropped, a new call opens one
+
+    asyncio.run(main())
+
+
+def test_prometheus_query_costs_one_attempt(hole: BlackHole, catalog: Catalog) -> None:
+    prom = Prom(hole.url, timeout=0.5, catalog=catalog)
+    try:
+        with pytest.raises(PromUnavailable, match=r"^Prometheus did not answer within 0.5 s$"):
+            asyncio.run(prom.vector("up"))
+    finally:
+        prom.close()
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(b"GET /api/v1/query?")
+
+
+def test_alertmanager_silence_costs_one_attempt(hole: BlackHole) -> None:
+    now = datetime.now(UTC)
+    am = Alertmanager(hole.url, timeout=0.5)
+    with pytest.raises(AlertmanagerError, match=r"^Alertmanager did not answer within 0.5 s$"):
+        asyncio.run(
+            am.create_silence(
+                {"alertname": "X"}, starts=now, ends=now + timedelta(hours=1), created_by="U1", comment="c"
+            )
+        )
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(b"POST /api/v2/silences")
+
+
+def test_slack_web_api_call_costs_one_attempt(hole: BlackHole) -> None:
+    """slack_sdk's default retry handler retries connection errors, not timeouts: one attempt."""
+    gateway = SlackGateway(make_client(BOT_TOKEN, hole.url + "/api/", timeout=1))
+    with pytest.raises(TimeoutError):
+        asyncio.run(gateway.post("C1", Message("hello")))
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(b"POST /api/chat.postMessage")
+
+
+# --------------------------------------------------------------------------------------------
+# The served bot: the user is told, and other commands are answered meanwhile
+
+
+def _texts(slack: SlackApiStub) -> list[str]:
+    return [json.dumps(c.params, ensure_ascii=False) for c in slack.responses] + [
+        json.dumps(c.params, ensure_ascii=False) for c in slack.calls_to("chat.postMessage")
+    ]
+
+
+def _served(settings: Settings, catalog: Catalog, **parts: object) -> BotServer:
+    return BotServer(build_runtime(settings, catalog, **parts)).start()  # type: ignore[arg-type]
+
+
+def test_hung_kubernetes_api_status_names_it_and_help_still_answers(
+    hole: BlackHole, tmp_path: Path, catalog: Catalog, slack: SlackApiStub, redis_url: str
+) -> None:
+    kubeconfig = hung_kubeconfig(tmp_path / "kc", hole)
+    settings = Settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.api_url,
+        redis_url=redis_url,
+        kubeconfig=str(kubeconfig),
+    )
+    kube = Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig), timeout=3)
+    bot = _served(settings, catalog, kube=kube)
+    try:
+        chat = Chat(bot, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        assert chat.send("status").status_code == 200
+        wait_until(lambda: hole.connections >= 4, 10, "status to reach the hung API server")
+        help_sent = len(slack.responses)
+        assert chat.send("help").status_code == 200
+        wait_until(lambda: len(slack.responses) > help_sent, 10, "the help answer")
+        # help was answered while status still waited on the API server: nothing about it yet
+        assert not any("did not answer" in t for t in _texts(slack))
+        assert "/payflow status" in json.dumps(slack.responses[help_sent].params)
+        bot.idle(timeout=15)
+        answers = [t for t in _texts(slack) if "did not answer" in t]
+        assert len(answers) == 1
+        assert (
+            "Kubernetes API did not answer within 3 s; nothing was changed. Try again shortly." in answers[0]
+        )
+        # status reads deployments, pods, ingresses and services in parallel: one attempt each
+        assert hole.connections == 4
+        paths = sorted(r.split(b" ")[1].split(b"?")[0].rsplit(b"/", 1)[-1] for r in hole.requests)
+        assert paths == [b"deployments", b"ingresses", b"pods", b"services"]
+        entries = bot.call(bot.runtime.store.audit(limit=5))
+        assert [(e.action, e.outcome) for e in entries if e.action == "status"] == [("status", "failed")]
+    finally:
+        bot.stop()
+
+
+def test_hung_redis_audit_command_names_it_within_one_deadline(
+    hole: BlackHole, catalog: Catalog, slack: SlackApiStub, kubeconfig: Path, k8s_view: object
+) -> None:
+    settings = Settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.api_url,
+        kubeconfig=str(kubeconfig),
+    )
+    store = RedisStore(f"redis://127.0.0.1:{hole.port}/0", timeout=1)
+    bot = _served(settings, catalog, store=store)
+    try:
+        # the resume sweep reads the store once at start-up (then every 30 s): let it show up
+        wait_until(lambda: hole.connections >= 1, 10, "the start-up sweep to reach the store")
+        before = hole.connections
+        chat = Chat(bot, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        answer = chat.run("audit")
+        text = answer.all_text()
+        assert "Redis (the bot's store) did not answer within 1 s, so nothing was done." in text
+        # one call, one connection: the failed command's audit entry is not attempted as well
+        assert hole.connections - before == 1
+    finally:
+        bot.stop()
