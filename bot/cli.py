@@ -1,4 +1,4 @@
-"""`payflow-bot`: serve, sandbox, console, check-config. Refuses to start on anything it cannot
+"""`payflow-bot`: serve, sandbox, console, check-config, audit. Refuses to start on anything it cannot
 run safely, and says exactly what to fix."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,99 @@ def cmd_console(args: argparse.Namespace) -> int:
     return run_console(sandbox=args.sandbox, as_user=args.as_user)
 
 
+def _when(text: str) -> datetime:
+    """`--since`: an ISO 8601 date or time (UTC unless it says otherwise) or a duration ago (`24h`)."""
+    from bot.durations import BadDuration, seconds
+
+    now = datetime.now(UTC)
+    try:
+        return now - timedelta(seconds=seconds(text))
+    except BadDuration:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a time like 2026-11-30T09:00Z nor a duration like 24h or 7d"
+        ) from None
+    return when if when.utcoffset() is not None else when.replace(tzinfo=UTC)
+
+
+def _window(text: str) -> timedelta:
+    from bot.durations import BadDuration, seconds
+
+    try:
+        return timedelta(seconds=seconds(text))
+    except BadDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("`", "'")) from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`audit verify | export | trim` against the store at REDIS_URL: the compliance side of the
+    trail, run by people and CronJobs, never through Slack."""
+    from bot.settings import Settings
+    from bot.store import StoreUnavailable, open_store
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print(
+            "REDIS_URL is not set: the embedded store lives inside the serving process, so there is no "
+            "audit trail to reach from here. Set REDIS_URL to the bot's Redis.",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> int:
+        async with open_store(settings.redis_url) as store:
+            if args.audit == "verify":
+                verdict = await store.verify_audit()
+                print(verdict.report())
+                return 0 if verdict.ok else 1
+            if args.audit == "export":
+                return await _export(store, args)
+            from bot.durations import label
+
+            dropped = await store.trim_audit(datetime.now(UTC) - args.keep)
+            print(f"trimmed {dropped} exported entries older than {label(int(args.keep.total_seconds()))}")
+            return 0
+
+    try:
+        return asyncio.run(run())
+    except StoreUnavailable as exc:
+        print(f"{exc.brief}: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _export(store: Any, args: argparse.Namespace) -> int:
+    """Write entries as JSON lines, then move the export watermark (only once they are on disk)."""
+    from bot.store import audit_line
+
+    out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    first = last = None
+    count = 0
+    try:
+        async for entry_id, fields in store.export_audit(since=args.since):
+            out.write(audit_line(entry_id, fields) + "\n")
+            first = first or entry_id
+            last, count = entry_id, count + 1
+        out.flush()
+        if args.out:
+            os.fsync(out.fileno())
+    finally:
+        if args.out:
+            out.close()
+    marked = ""
+    if first and last and args.mark:
+        moved = await store.mark_audit_exported(first, last)
+        marked = (
+            f"; exported up to {last}"
+            if moved
+            else "; the export watermark did not move (earlier entries are not exported yet)"
+        )
+    print(f"exported {count} entries{marked}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="payflow-bot", description="PayFlow ChatOps bot")
     sub = p.add_subparsers(dest="command", required=True)
@@ -186,6 +280,19 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-config", help="validate a catalog file")
     s.add_argument("path", nargs="?", help="catalog file (default: $PAYFLOW_CONFIG, else the built-in)")
     s.set_defaults(fn=cmd_check_config)
+
+    s = sub.add_parser("audit", help="verify, export and trim the audit trail (needs REDIS_URL)")
+    audit = s.add_subparsers(dest="audit", required=True)
+    audit.add_parser("verify", help="check the hash chain; names the first broken entry, exit 1")
+    a = audit.add_parser("export", help="write entries as JSON lines (default: those not exported yet)")
+    a.add_argument("--since", type=_when, help="from this time (ISO 8601) or this long ago (24h, 7d)")
+    a.add_argument("--out", help="append to this file (default: stdout)")
+    a.add_argument(
+        "--no-mark", dest="mark", action="store_false", help="do not move the export watermark (a dry run)"
+    )
+    a = audit.add_parser("trim", help="drop exported entries older than the window kept in the store")
+    a.add_argument("--keep", type=_window, default=timedelta(days=90), help="window kept (default 90d)")
+    s.set_defaults(fn=cmd_audit)
     return p
 
 

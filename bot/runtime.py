@@ -3,6 +3,7 @@ console and the tests, so what is tested is what runs."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,12 @@ class Runtime:
         self.kube.close()
 
 
+def _print_line(line: str) -> None:
+    """Audit entries on stdout, one JSON line each (logs go to stderr), for a log shipper."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def build_runtime(
     settings: Settings,
     catalog: Catalog,
@@ -63,6 +70,8 @@ def build_runtime(
 ) -> Runtime:
     """`jobs`: where work after the ack runs; by default on this process's event loop."""
     store = store or open_store(settings.redis_url)
+    if settings.audit_stdout:
+        store.audit_sink = _print_line
     kube = kube or Kube.connect(
         catalog.namespace, kubeconfig=settings.kubeconfig, context=catalog.env.kube_context
     )

@@ -25,6 +25,8 @@ class Settings:
     alertmanager_webhook_token: str | None = field(default=None, repr=False)
     alertmanager_webhook_user: str | None = None
     alertmanager_webhook_password: str | None = field(default=None, repr=False)
+    # AUDIT_STDOUT=1: also write each audit entry to stdout as a JSON line when it is stored.
+    audit_stdout: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -45,6 +47,7 @@ class Settings:
             alertmanager_webhook_token=get("ALERTMANAGER_WEBHOOK_TOKEN"),
             alertmanager_webhook_user=get("ALERTMANAGER_WEBHOOK_USER"),
             alertmanager_webhook_password=get("ALERTMANAGER_WEBHOOK_PASSWORD"),
+            audit_stdout=(get("AUDIT_STDOUT") or "").lower() in {"1", "true", "yes", "on"},
         )
 
     def problems_for_serve(self, socket_mode: bool) -> list[str]:
