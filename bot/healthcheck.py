@@ -1,6 +1,8 @@
 """Direct probes for `/payflow health`: a color's `/health` (httpx, or through the API server's
 service proxy when the catalog says the bot cannot reach Services directly), and the optional
-TCP / HTTP probes of dependencies. Every probe has a timeout and reports what it saw."""
+TCP / HTTP probes of dependencies. Every probe has ONE deadline (httpx's own timeout is per
+phase — connect, write, read — so a trickling server could take several) and reports what it
+saw; httpx never retries."""
 
 from __future__ import annotations
 
@@ -59,9 +61,14 @@ async def get_health(catalog: Catalog, kube: Kube, service: str, color: Color) -
             )
         else:
             async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
-                resp = await client.get(catalog.health_url(service, color))
+                resp = await asyncio.wait_for(
+                    client.get(catalog.health_url(service, color)), smoke.timeout_seconds
+                )
                 status, body = resp.status_code, resp.text
-    except (TimeoutError, httpx.HTTPError) as exc:
+    except (TimeoutError, httpx.TimeoutException):
+        reason = f"no answer within {smoke.timeout_seconds:g} s"
+        return HealthAnswer(None, reason, None, (loop.time() - started) * 1000)
+    except httpx.HTTPError as exc:
         return HealthAnswer(None, type(exc).__name__, None, (loop.time() - started) * 1000)
     return _read(status, body, (loop.time() - started) * 1000)
 
@@ -91,9 +98,12 @@ async def probe_dependency(probe: Probe) -> ProbeResult:
             return ProbeResult(True, f"tcp {probe.tcp} open ({took:.0f} ms)")
         assert probe.http is not None
         async with httpx.AsyncClient(timeout=probe.timeout_seconds) as client:
-            resp = await client.get(probe.http)
+            resp = await asyncio.wait_for(client.get(probe.http), probe.timeout_seconds)
         took = (loop.time() - started) * 1000
         return ProbeResult(resp.is_success, f"http {resp.status_code} ({took:.0f} ms)")
-    except (TimeoutError, OSError, httpx.HTTPError) as exc:
+    except (TimeoutError, httpx.TimeoutException):
+        what = f"tcp {probe.tcp}" if probe.tcp else "http"
+        return ProbeResult(False, f"{what}: no answer within {probe.timeout_seconds:g} s")
+    except (OSError, httpx.HTTPError) as exc:
         what = f"tcp {probe.tcp}" if probe.tcp else "http"
         return ProbeResult(False, f"{what} failed: {type(exc).__name__}")

@@ -19,7 +19,9 @@ import yaml
 from bot.alertmanager import Alertmanager, AlertmanagerError
 from bot.blocks import Message
 from bot.config import Catalog
+from bot.healthcheck import probe_dependency
 from bot.kube import Kube, Unreachable
+from bot.metrics_config import Probe
 from bot.prom import Prom, PromUnavailable
 from bot.runtime import build_runtime
 from bot.settings import Settings
@@ -128,6 +130,12 @@ def test_slack_web_api_call_costs_one_attempt(hole: BlackHole) -> None:
         asyncio.run(gateway.post("C1", Message("hello")))
     assert hole.connections == 1
     assert hole.requests[0].startswith(b"POST /api/chat.postMessage")
+
+
+def test_http_dependency_probe_costs_one_attempt(hole: BlackHole) -> None:
+    result = asyncio.run(probe_dependency(Probe(http=hole.url + "/health", timeout_seconds=0.5)))
+    assert (result.ok, result.summary) == (False, "http: no answer within 0.5 s")
+    assert hole.connections == 1
 
 
 # --------------------------------------------------------------------------------------------

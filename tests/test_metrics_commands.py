@@ -104,7 +104,10 @@ def test_a_viewer_cannot_query(chat, slack, redis_server):
     assert "This needs the *operator* role; you have viewer." in answer.replies[0]["text"]
     [entry] = chat.audit()
     assert (entry.action, entry.outcome) == ("query", "denied")
-    assert set(redis_server.client().keys()) == {"payflow:audit"}  # nothing else written
+    assert set(redis_server.client().keys()) == {
+        "payflow:audit",
+        "payflow:audit:chain",
+    }  # nothing but the audit
 
 
 BAD_INPUT = [
