@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ack_latency.py
 	$(BIN)/python bench/digest.py
 	$(BIN)/python bench/switch_latency.py
+	$(BIN)/python bench/hung_dependency.py
+	$(BIN)/python bench/audit_chain.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -208,6 +208,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"{exc.brief}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # --out not writable
+        print(f"cannot write the export: {exc.strerror or exc} ({args.out})", file=sys.stderr)
+        return 2
 
 
 async def _export(store: Any, args: argparse.Namespace) -> int:

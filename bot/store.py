@@ -27,6 +27,7 @@ one, exactly like Redis ``SET``; `KEEP_TTL` keeps whatever expiry the record alr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -443,8 +444,12 @@ class Store(ABC):
         Trimming while a verification runs can make it report entries missing: run it again."""
         self._check_open()
         page, meta = await self._audit_page("-", _AUDIT_BATCH, with_meta=True)
+        try:
+            prev_seq, tip_seq = int(meta.get("anchor_seq", 0)), int(meta.get("tip_seq", 0))
+        except ValueError:
+            problem = "the chain's metadata (anchor/tip seq) is not a number: it was altered"
+            return AuditVerdict(False, 0, meta.get("tip_id", "(chain metadata)"), problem)
         prev_hash = meta.get("anchor_hash", GENESIS)
-        prev_seq = int(meta.get("anchor_seq", 0))
         first_seq = prev_seq + 1
         prev_id: str | None = meta.get("anchor_id")
         checked = unchained = 0
@@ -464,7 +469,6 @@ class Store(ABC):
             if len(page) < _AUDIT_BATCH:
                 break
             page, _ = await self._audit_page("(" + page[-1][0], _AUDIT_BATCH, with_meta=False)
-        tip_seq = int(meta.get("tip_seq", 0))
         tip_id = meta.get("tip_id", "?")
         if prev_seq < tip_seq:  # entries appended since the tip was read only come after it
             missing = tip_seq - prev_seq
@@ -1015,6 +1019,9 @@ class RedisStore(Store):
         self._audit_meta_key = f"{prefix}audit:chain"
         self._timeout = timeout
         self._tip = (GENESIS, 0)  # last tip seen; a stale guess costs one extra round trip
+        # Appends from this process take turns: racing each other for the tip, 20 concurrent
+        # appends starved one another (each round only one wins). Replicas still race, rarely.
+        self._append_lock: asyncio.Lock | None = None
         # A blocking pool queues a burst (50 clicks, a big scan) behind max_connections instead
         # of failing it with "Too many connections"; a long wait for a connection is an outage.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -1080,6 +1087,22 @@ class RedisStore(Store):
             await self._client.ping()
 
     async def _append_chained(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
+        if self._append_lock is None:
+            self._append_lock = asyncio.Lock()
+        try:  # the wait for our turn counts against the same deadline as the call itself
+            async with asyncio.timeout(self._timeout):
+                await self._append_lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"{self.describe()} is unavailable (append_audit: earlier appends still waiting)",
+                brief=f"Redis (the bot's store) did not answer within {self._timeout:g} s",
+            ) from None
+        try:
+            return await self._append_linked(content)
+        finally:
+            self._append_lock.release()
+
+    async def _append_linked(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
         keys = [self._audit_key, self._audit_meta_key]
         with self._errors("append_audit"):
             for _ in range(_APPEND_TRIES):

@@ -136,6 +136,16 @@ def test_export_since_a_time_and_bad_input(url: str) -> None:
         assert "Traceback" not in result.stderr and "usage: payflow-bot audit" in result.stderr
 
 
+def test_altered_chain_metadata_and_unwritable_export(url: str, redis_server: RedisServer) -> None:
+    fill(url, 2)
+    redis_server.client().hset("payflow:audit:chain", "tip_seq", "two")
+    result = cli("verify", redis_url=url)
+    assert result.returncode == 1 and "chain's metadata" in result.stdout
+    result = cli("export", "--out", "/nonexistent-dir/audit.jsonl", redis_url=url)
+    assert result.returncode == 2 and "cannot write the export" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_without_redis_it_says_so() -> None:
     result = cli("verify", redis_url=None)
     assert result.returncode == 2
