@@ -214,3 +214,19 @@ def test_hung_redis_audit_command_names_it_within_one_deadline(
         assert hole.connections - before == 1
     finally:
         bot.stop()
+
+
+def test_hung_prometheus_metrics_names_it(
+    hole: BlackHole, settings: Settings, catalog: Catalog, slack: SlackApiStub, k8s_view: object
+) -> None:
+    prom = Prom(hole.url, timeout=1, catalog=catalog)
+    bot = _served(settings, catalog, prom=prom)
+    try:
+        chat = Chat(bot, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        answer = chat.run("metrics api-gateway")
+        text = answer.all_text()
+        assert "❔ error rate *unavailable: Prometheus did not answer within 1 s*" in text
+        assert "no chart: Prometheus did not answer" in text  # no second deadline for the chart
+        assert hole.connections == 1 and hole.requests[0].startswith(b"GET /api/v1/query?")
+    finally:
+        bot.stop()
