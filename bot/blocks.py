@@ -9,7 +9,7 @@ from functools import singledispatch
 from typing import Any
 
 from bot import views as mv  # metrics, query, health and digest views (rendered at the end)
-from bot.changes import Change
+from bot.gate.record import Change
 from bot.views import (
     AlertChanges,
     AlertGroupCard,
@@ -221,12 +221,12 @@ def _help(view: HelpPage) -> Message:
 
 
 STATE_ICON = {
-    "requested": "🕐",
-    "rolling_out": "🔄",
-    "smoke_testing": "🩺",
+    "preparing": "🔄",
     "awaiting_approval": "✋",
-    "switching": "🔀",
-    "baking": "🍞",
+    "applying": "🔀",
+    "verifying": "🍞",
+    "needs_decision": "❓",
+    "cleaning_up": "🧹",
     "done": "✅",
     "failed": "❌",
     "rejected": "🚫",
@@ -434,7 +434,7 @@ def _iso_date(text: str | None) -> str:
 
 def _change_fields(c: Change) -> list[str]:
     before = f"{COLOR_ICON[c.from_color]} {c.from_color} `{escape(c.from_version)}`"
-    arrow = f"{before} → {COLOR_ICON[c.to_color]} {c.to_color} `{escape(c.version)}`"
+    arrow = f"{before} → {COLOR_ICON[c.to_color]} {c.to_color} `{escape(c.image_version)}`"
     return [
         f"*Service*\n{c.service}",
         f"*Change*\n{c.kind} `{c.id}`",
@@ -478,8 +478,8 @@ def _change_list(view: ChangeList) -> Message:
         icon = STATE_ICON.get(c.state, "•")
         lines.append(
             f"{icon} `{c.id}` *{c.service}* {c.kind} {c.from_color} `{escape(c.from_version)}` → "
-            f"{c.to_color} `{escape(c.version)}` · *{c.state.replace('_', ' ')}* · {_who(c.requester)} · "
-            f"{_iso_date(c.created_at)}"
+            f"{c.to_color} `{escape(c.image_version)}` · *{c.state.replace('_', ' ')}* · "
+            f"{_who(c.requester)} · {_iso_date(c.created_at)}"
         )
     title = f"Changes{scope}: {sum(c.in_flight for c in view.changes)} in flight"
     return _listing(title, lines, f"No changes{scope} yet.")

@@ -153,7 +153,7 @@ class Dispatcher:
         store_down = False  # then auditing would cost a second store deadline before the answer
         try:
             reply = await work(ctx)
-            outcome, detail = "ok", reply.detail
+            outcome, detail = reply.outcome, reply.detail
             target = reply.target or target
         except Refused as exc:
             outcome, detail = "refused", str(exc)

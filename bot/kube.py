@@ -159,12 +159,15 @@ class ServiceState:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one traffic object sends a service: the JSON pointer to the value that names the color."""
+    """Where one traffic object sends one service: the JSON pointer to the value that names the
+    color, and `guards` — the (pointer, value) pairs that make that pointer this service's route
+    (an ingress rule's host and path), tested with it so a reordered object cannot be mistaken."""
 
     object: str
     pointer: str
     value: str | None
     resource_version: str
+    guards: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,33 @@ def _service(obj: dict[str, Any]) -> ServiceState:
     return ServiceState(
         meta["name"], str(meta.get("resourceVersion", "")), dict(obj.get("spec", {}).get("selector") or {})
     )
+
+
+def _ingress_route(data: dict[str, Any], i: int, j: int) -> Route:
+    rule = data["spec"]["rules"][i]
+    entry = rule["http"]["paths"][j]
+    backend = ((entry.get("backend") or {}).get("service") or {}).get("name")
+    guards = []  # only what the object holds: a `test` of an absent member fails
+    if rule.get("host") is not None:
+        guards.append((f"/spec/rules/{i}/host", rule["host"]))
+    if entry.get("path") is not None:
+        guards.append((f"/spec/rules/{i}/http/paths/{j}/path", entry["path"]))
+    pointer = f"/spec/rules/{i}/http/paths/{j}/backend/service/name"
+    meta = data["metadata"]
+    return Route(meta["name"], pointer, backend, str(meta["resourceVersion"]), tuple(guards))
+
+
+def _at(doc: Any, pointer: str) -> Any:
+    """The value at a JSON pointer (RFC 6901), or None when there is none."""
+    for token in pointer.lstrip("/").split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict):
+            doc = doc.get(token)
+        elif isinstance(doc, list) and token.isdigit() and int(token) < len(doc):
+            doc = doc[int(token)]
+        else:
+            return None
+    return doc
 
 
 def _reason(exc: ApiException) -> str:
@@ -441,9 +471,7 @@ class Kube:
                 continue
             for j, p in enumerate((rule.get("http") or {}).get("paths", []) or []):
                 if p.get("path", "/") == path:
-                    backend = ((p.get("backend") or {}).get("service") or {}).get("name")
-                    pointer = f"/spec/rules/{i}/http/paths/{j}/backend/service/name"
-                    return Route(name, pointer, backend, str(data["metadata"]["resourceVersion"]))
+                    return _ingress_route(data, i, j)
         raise NotFound(f"ingress {name} has no rule for {host or '*'}{path}")
 
     async def service_route(self, name: str, key: str) -> Route:
@@ -453,16 +481,22 @@ class Kube:
         return Route(name, pointer, value, str(data["metadata"]["resourceVersion"]))
 
     async def switch(self, kind: str, route: Route, new_value: str) -> Route:
-        """The traffic switch: ONE conditional JSON patch. It applies only if the object is still at
-        the resourceVersion we checked and still points where we think; else Conflict, no retry."""
-        patch = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": route.resource_version},
-            {"op": "test", "path": route.pointer, "value": route.value},
-            {"op": "replace", "path": route.pointer, "value": new_value},
-        ]
+        """The traffic switch: ONE conditional JSON patch of this service's route only. It applies
+        only if that route (its host and path, and the backend value) is still what we checked;
+        else Conflict, no retry. Not the object's resourceVersion: the traffic object is shared,
+        and another service's switch or an annotation must not void this one.
+
+        Returns the route as the API server wrote it (read from the patch's answer)."""
+        tests = [*route.guards, (route.pointer, route.value)]
+        patch: list[dict[str, Any]] = [{"op": "test", "path": p, "value": v} for p, v in tests]
+        patch.append({"op": "replace", "path": route.pointer, "value": new_value})
         fn = self._net.patch_namespaced_ingress if kind == "ingress" else self._core.patch_namespaced_service
         data = await self._call(fn, route.object, self.namespace, patch, _content_type=JSON_PATCH)
-        return Route(route.object, route.pointer, new_value, str(data["metadata"]["resourceVersion"]))
+        written = _at(data, route.pointer)
+        rv = str(data["metadata"]["resourceVersion"])
+        return Route(
+            route.object, route.pointer, written if isinstance(written, str) else None, rv, route.guards
+        )
 
     async def proxy_get(self, service: str, port: int, path: str) -> tuple[int, str]:
         """GET through the API server's service proxy (for probes from outside the cluster)."""

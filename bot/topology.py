@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import COLORS, Catalog, Color
-from bot.kube import IngressState, ServiceState
+from bot.kube import IngressState, Kube, Route, ServiceState
 
 
 def color_named(catalog: Catalog, service: str, value: str | None) -> Color | None:
@@ -39,3 +39,11 @@ def traffic_label(catalog: Catalog, service: str) -> str:
     if traffic.kind == "ingress":
         return f"ingress {traffic.name} {traffic.host or '*'}{traffic.path}"
     return f"Service {traffic.name} selector {traffic.selector_key}"
+
+
+async def traffic_route(catalog: Catalog, kube: Kube, service: str) -> Route:
+    """This service's own route in its traffic object: what a switch tests and replaces."""
+    traffic = catalog.service(service).traffic
+    if traffic.kind == "ingress":
+        return await kube.ingress_route(traffic.name, traffic.host, traffic.path)
+    return await kube.service_route(traffic.name, traffic.selector_key)

@@ -7,8 +7,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from bot.changes import Change
 from bot.config import Color
+from bot.gate.record import Change
 from bot.store import AuditEntry
 
 
@@ -144,6 +144,7 @@ class Reply:
     detail: str = ""  # what the audit entry says beyond the outcome
     target: str | None = None  # the service, when the command did not name it
     audited: bool = False  # the handler wrote its own audit entries
+    outcome: str = "ok"  # how the audit records it: "lost" for a click that another click beat
 
 
 # --- metrics, query, health, digests --------------------------------------------------------

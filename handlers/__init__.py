@@ -28,7 +28,7 @@ from bot.commands import (
 from bot.roles import Role
 from bot.views import Reply
 from handlers.alerts import group_metrics, silence_group
-from handlers.approvals import approve, reject
+from handlers.approvals import approve, keep, reject, roll_back
 from handlers.audit import show_audit
 from handlers.base import Context, Deps
 from handlers.changes import cancel, list_changes
@@ -58,6 +58,8 @@ class ActionSpec:
 ACTIONS: dict[str, ActionSpec] = {
     "approve": ActionSpec(Role.APPROVER, approve),
     "reject": ActionSpec(Role.APPROVER, reject),
+    "keep": ActionSpec(Role.APPROVER, keep),  # after an inconclusive bake
+    "roll_back": ActionSpec(Role.OPERATOR, roll_back),  # requests a rollback: approval-gated
     "rollback": ActionSpec(Role.OPERATOR, request_rollback_button),
     "restart": ActionSpec(Role.OPERATOR, restart),
     "alert_metrics": ActionSpec(Role.VIEWER, group_metrics),

@@ -13,6 +13,7 @@ from bot.config import Catalog, Color
 from bot.kube import Kube, Snapshot
 from bot.messages import MessageRef
 from bot.notify import Notifier
+from bot.refused import Refused as Refused  # re-exported: handlers import it from here
 from bot.roles import Role
 from bot.store import AuditEntry, Store, StoreUnavailable
 
@@ -66,10 +67,6 @@ class Context:
     @property
     def notifier(self) -> Notifier:
         return self.deps.notifier
-
-
-class Refused(Exception):
-    """Understood and allowed, but must not run now; `str()` tells the user why."""
 
 
 def lock_key(service: str) -> str:

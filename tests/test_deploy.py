@@ -220,9 +220,20 @@ def test_fifty_simultaneous_clicks_switch_once(chat, bot, k8s_view, cluster):
     assert len([e for e in chat.audit() if e.action == "change.switch"]) == 1
 
 
-def test_ingress_changed_behind_the_bots_back_voids_the_change(chat, k8s_view, cluster):
-    chat.run("deploy api-gateway v1.2.3")
-    message = approval_message(chat)
+def set_backend(k8s_view, path: str, backend: str) -> None:
+    """`kubectl edit` of one path's backend in the shared ingress, behind the bot's back."""
+    ing = k8s_view.net.read_namespaced_ingress("payflow-ingress", "payflow", _request_timeout=5)
+    j = next(j for j, p in enumerate(ing.spec.rules[0].http.paths) if p.path == path)
+    k8s_view.net.patch_namespaced_ingress(
+        "payflow-ingress",
+        "payflow",
+        [{"op": "replace", "path": f"/spec/rules/0/http/paths/{j}/backend/service/name", "value": backend}],
+        _content_type="application/json-patch+json",
+        _request_timeout=5,
+    )
+
+
+def annotate_ingress(k8s_view) -> None:
     k8s_view.net.patch_namespaced_ingress(
         "payflow-ingress",
         "payflow",
@@ -230,12 +241,65 @@ def test_ingress_changed_behind_the_bots_back_voids_the_change(chat, k8s_view, c
         _content_type="application/merge-patch+json",
         _request_timeout=5,
     )
+
+
+def change_record(chat: Chat, change_id: str) -> dict:
+    """The change as the store holds it."""
+    return chat.bot.call(chat.bot.runtime.store.get(f"change:{change_id}"))
+
+
+def change_id_of(message) -> str:
+    return message.text.split(" ")[2].rstrip(":")
+
+
+def test_this_services_route_changed_behind_the_bots_back_voids_the_change(chat, k8s_view, cluster):
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    set_backend(k8s_view, "/", "maintenance-page")
     writes = ingress_writes(cluster)
     chat.click(message, "Approve", user="bob")
     reply = chat.slack.responses[-1].params["text"]
-    assert "Voided: payflow-ingress was modified since the approval was requested" in reply
-    assert ingress_writes(cluster) == writes and ingress_backend(k8s_view) == "api-gateway-blue"
+    assert "Voided: payflow-ingress now points api-gateway at `maintenance-page`" in reply
+    assert ingress_writes(cluster) == writes and ingress_backend(k8s_view) == "maintenance-page"
     assert "voided" in str(chat.messages(APPROVALS)[-1].blocks)
+    assert change_record(chat, change_id_of(message))["state"] == "voided"
+
+
+def test_another_services_route_or_an_annotation_does_not_void_the_change(chat, k8s_view, cluster):
+    """The ingress is shared: only this service's own route is the precondition."""
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    annotate_ingress(k8s_view)
+    set_backend(k8s_view, "/wallet", "wallet-service-green")
+    chat.click(message, "Approve", user="bob")
+    assert "Traffic now on green `v1.2.3`" in chat.slack.responses[-1].params["text"]
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    assert ingress_backend(k8s_view, "/wallet") == "wallet-service-green"  # untouched by the switch
+    ing = k8s_view.net.read_namespaced_ingress("payflow-ingress", "payflow", _request_timeout=5)
+    assert ing.metadata.annotations["edited-by"] == "someone-with-kubectl"
+
+
+def test_two_approved_switches_on_the_shared_ingress_both_apply(chat, k8s_view, cluster):
+    chat.run("deploy api-gateway v1.2.3")
+    chat.run("deploy wallet-service v2.1.0")
+
+    def pending(service):
+        def find(stub):
+            for m in stub.messages(APPROVALS):
+                if f"*{service}*" in m.text and any(b.get("type") == "actions" for b in m.blocks or []):
+                    return m
+            return None
+
+        return chat.slack.wait_for(find, timeout=20)
+
+    gateway, wallet = pending("api-gateway"), pending("wallet-service")
+    chat.click(wallet, "Approve", user="bob")
+    chat.click(gateway, "Approve", user="bob")
+    texts = [r.params["text"] for r in chat.slack.responses[-2:]]
+    assert all("Traffic now on green" in t for t in texts), texts
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    assert ingress_backend(k8s_view, "/wallet") == "wallet-service-green"
+    assert ingress_writes(cluster) == 2
 
 
 def test_store_down_at_click_means_no_switch(chat, k8s_view, cluster, redis_server):
