@@ -69,7 +69,7 @@ from bot.gate.record import (
     now_iso,
     parse_iso,
 )
-from bot.gate.records import Holder, Moved, Records, holding, new_owner
+from bot.gate.records import Holder, LeaseLost, Moved, Records, holding, new_owner
 from bot.kube import KubeError
 from bot.messages import MessageRef
 from bot.refused import Refused
@@ -332,6 +332,8 @@ class Gate:
         while len(h.change.checks) < planned and not self._breached(h.change):
             k = len(h.change.checks) + 1
             await asyncio.sleep(max(0.0, start + min(k * interval, bake) - time.time()))
+            if h.time_left() <= 0:  # stalled past the lease: another worker owns the bake now
+                raise LeaseLost(h.change)
             try:
                 check = await kind.check(self.deps, h.change)
             except Exception as exc:  # a gateway bug must not end the bake without a verdict
@@ -348,7 +350,7 @@ class Gate:
             await self._propose_rollback(h)
             return None
         missing = sum(c.result == "no_data" for c in change.checks)
-        if missing:
+        if not self._conclusive(change):
             await self._ask(
                 h,
                 "bake inconclusive",
@@ -359,6 +361,14 @@ class Gate:
         owner = new_owner()
         await h.write(state=CLEANING_UP, step="cleaning up", lease=self.records.lease("clean_up", owner))
         return owner
+
+    @staticmethod
+    def _conclusive(change: Change) -> bool:
+        """A pass needs data: the last check and at least half of all checks had some (the first
+        checks of a new color often have no series yet; Prometheus down leaves none at all)."""
+        checks = change.checks
+        with_data = sum(c.result != "no_data" for c in checks)
+        return not checks or (checks[-1].result != "no_data" and 2 * with_data >= len(checks))
 
     @staticmethod
     def _breached(change: Change) -> bool:
@@ -409,8 +419,8 @@ class Gate:
         cleanup = await self.kind(change).clean_up(self.deps, change)
         change = await h.write(state=DONE, lease=None, step="done")
         checks = len(change.checks)
-        if any(c.result != "ok" for c in change.checks):  # only a person's "keep" gets here so
-            summary = f"✅ Kept by decision. {cleanup}"
+        if change.settled_by:
+            summary = f"✅ Kept by {who(change.settled_by)} after the bake. {cleanup}"
         else:
             summary = f"✅ Bake passed ({checks} check{'s' * (checks != 1)}). {cleanup}"
         await audit(self.deps, change, BOT, "done", detail=cleanup)

@@ -1,0 +1,270 @@
+"""The gate's ownership rules under the real races, with shortened leases and bake intervals:
+several bot replicas on one real Redis, the sandbox cluster over HTTP, a real Prometheus counting
+the bake's queries. Each race ends with the record and the cluster agreeing, one switch, and
+every bake check kept exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from bot.gate.engine import Gate, planned_checks
+from bot.gate.record import PREPARING, Change, Lease
+from bot.gate.records import LeaseLost, Records, holding
+from bot.runtime import build_runtime
+from bot.store import RedisStore
+from tests.support.bot_server import BotServer
+from tests.support.prom import without_digests
+from tests.test_bake import prometheus  # noqa: F401  (fixture)
+from tests.test_deploy import (
+    APPROVALS,
+    approval_message,
+    change_id_of,
+    change_record,
+    image,
+    ingress_backend,
+    ingress_writes,
+    tuned,
+    wait_progress,
+)
+
+LEASE = 1.0
+BAKE, INTERVAL = 4, 0.5
+PLANNED = planned_checks(BAKE, INTERVAL)
+
+
+def fast(catalog, **env):
+    timings = {
+        "lease_seconds": LEASE,
+        "bake_seconds": BAKE,
+        "bake_interval_seconds": INTERVAL,
+        "bake_window": "5s",
+        **env,
+    }
+    return without_digests(tuned(catalog, **timings))
+
+
+@pytest.fixture
+def replicas(settings, catalog, k8s_view, bot) -> Iterator[list[BotServer]]:
+    """Start replicas of the bot on demand, all on the same Redis and cluster."""
+    bot.stop()  # the default bot has the default (long) lease
+    started: list[BotServer] = []
+
+    def start(prometheus_url: str | None = None, **env) -> BotServer:
+        runtime = build_runtime(replace(settings, prometheus_url=prometheus_url), fast(catalog, **env))
+        server = BotServer(runtime).start()
+        started.append(server)
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in started:
+        if server._thread.is_alive():
+            server.stop()
+
+
+def gate_of(server: BotServer) -> Gate:
+    return Gate(server.runtime.dispatcher.deps)
+
+
+def queries(prometheus_url: str) -> int:
+    """Instant queries Prometheus has answered: one per bake check."""
+    text = httpx.get(prometheus_url + "/metrics", timeout=5).text
+    return sum(
+        int(float(m.group(1)))
+        for m in re.finditer(
+            r'prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\} (\S+)', text
+        )
+    )
+
+
+def finished(chat, change_id: str, timeout: float = 40) -> dict:
+    def done(_):
+        record = change_record(chat, change_id)
+        return record if record and record["state"] in {"done", "voided", "needs_decision"} else None
+
+    return chat.slack.wait_for(done, timeout=timeout)
+
+
+def assert_checks_kept_once(record: dict) -> None:
+    texts = [c["text"] for c in record["checks"]]
+    assert len(texts) == PLANNED, texts
+    times = [t.split(" ")[0] for t in texts]
+    assert times == sorted(times), texts  # in schedule order, none written twice
+
+
+def test_approve_while_sweeps_run_switches_once_and_bakes(chat, replicas, k8s_view, cluster):
+    """Every replica's sweep runs all through the click: none may touch a change whose apply
+    lease the click holds (the old code voided it while the ingress was on the new color)."""
+    a, b = replicas(bake_seconds=0), replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    stop = False
+    swept = {"a": 0, "b": 0}
+
+    async def sweeping(server: BotServer, name: str) -> None:
+        gate = gate_of(server)
+        while not stop:
+            await gate.sweep()
+            swept[name] += 1
+            await asyncio.sleep(0)
+
+    running = [asyncio.run_coroutine_threadsafe(sweeping(s, n), s._loop) for s, n in ((a, "a"), (b, "b"))]
+    chat.click(message, "Approve", user="bob")
+    record = finished(chat, change_id)
+    stop = True
+    for r in running:
+        r.result(timeout=5)
+    assert swept["a"] > 5 and swept["b"] > 5  # the sweeps really ran during the click
+    assert record["state"] == "done", record.get("error")
+    assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
+    actions = [e.action for e in chat.audit(limit=100)]
+    assert actions.count("change.switch") == 1 and "change.voided" not in actions
+    assert actions.count("change.done") == 1
+
+
+def test_a_bake_worker_stalled_past_its_lease_is_replaced_and_writes_nothing(
+    chat,
+    replicas,
+    k8s_view,
+    prometheus,  # noqa: F811
+):
+    a, _b = replicas(prometheus.url), replicas(prometheus.url)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    before = queries(prometheus.url)
+    chat.click(message, "Approve", user="bob")  # the bake runs on replica a
+    chat.slack.wait_for(lambda _: len(change_record(chat, change_id)["checks"]) >= 2, timeout=20)
+
+    async def stall() -> None:
+        time.sleep(LEASE * 2.5)  # the whole worker freezes (GC pause, CPU starvation, SIGSTOP)
+
+    a.call(stall())
+    record = finished(chat, change_id)
+    assert record["state"] == "done", record["checks"]
+    assert_checks_kept_once(record)
+    made = queries(prometheus.url) - before
+    assert PLANNED <= made <= PLANNED + 1, made  # at most the one check a had in flight
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    assert k8s_view.replicas("api-gateway-blue") == 0
+    assert [e.action for e in chat.audit(limit=100)].count("change.done") == 1
+
+
+def test_a_worker_killed_mid_bake_is_resumed_by_exactly_one_of_two_replicas(
+    chat,
+    replicas,
+    k8s_view,
+    prometheus,  # noqa: F811
+):
+    a = replicas(prometheus.url)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    before = queries(prometheus.url)
+    chat.click(message, "Approve", user="bob")
+    chat.slack.wait_for(lambda _: len(change_record(chat, change_id)["checks"]) >= 1, timeout=20)
+    a.stop()  # the worker goes away mid-bake
+    b, c = replicas(prometheus.url), replicas(prometheus.url)
+    chat.bot = b
+    record = finished(chat, change_id)
+    assert record["state"] == "done", record["checks"]
+    assert_checks_kept_once(record)
+    made = queries(prometheus.url) - before
+    assert PLANNED <= made <= PLANNED + 1, made  # two sweeping replicas never bake twice
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    assert k8s_view.replicas("api-gateway-blue") == 0
+    assert image(k8s_view, "api-gateway-green") == "payflow/api-gateway:v1.2.3"
+    del c
+
+
+def test_a_holder_that_lost_its_lease_cannot_write(redis_server, redis_url):
+    """The fencing token at the store: a stale holder's write fails, whatever it holds in memory."""
+
+    async def scenario() -> None:
+        store = RedisStore(redis_url)
+        records = Records(store, lock_ttl=60, lease_seconds=0.3)
+        change = Change(
+            "chg-0000abcd", "deploy", "api-gateway", "blue", "green", "i:1", "i:2", 3, "U0ALICE", "", "C1"
+        )
+        assert await records.open(change)
+        first = await records.take(change.id, "prepare", "worker-1")
+        assert first is not None and await records.take(change.id, "prepare", "worker-2") is None
+        await asyncio.sleep(0.35)  # worker-1 stalls past its lease
+        second = await records.take(change.id, "prepare", "worker-2")
+        assert second is not None
+        await second.write(step="rolling out")
+        with pytest.raises(LeaseLost):
+            await first.write(step="stale")
+        current = await records.get(change.id)
+        assert current is not None and current.step == "rolling out" and current.lease.owner == "worker-2"
+        # a failed renewal stops the holder's task at once
+        stopped = asyncio.Event()
+
+        async def phase() -> None:
+            async with holding(second):
+                await records.write(await records.get(change.id), lease=Lease("prepare", "thief", 1e12))
+                await asyncio.sleep(5)  # cancelled by the failed renewal well before this ends
+            stopped.set()
+
+        await asyncio.wait_for(phase(), 2)
+        assert stopped.is_set() and second.lost
+        assert (await records.get(change.id)).state == PREPARING
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_fifty_racing_clicks_across_two_replicas_switch_once(chat, replicas, k8s_view, cluster):
+    import threading
+
+    a, b = replicas(bake_seconds=0), replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    barrier = threading.Barrier(50)
+
+    def click(i: int) -> None:
+        barrier.wait()
+        (a if i % 2 else b).post(
+            chat.requests.button(
+                user_id="U0BOB",
+                user_name="bob",
+                channel_id=message.channel,
+                channel_name="payflow-approvals",
+                message={"ts": message.ts, "text": message.text, "blocks": message.blocks},
+                action=next(
+                    e
+                    for blk in message.blocks
+                    if blk.get("type") == "actions"
+                    for e in blk["elements"]
+                    if e["text"]["text"] == "Approve"
+                ),
+                block_id=f"change:{change_id_of(message)}",
+            )
+        )
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a.idle(30)
+    b.idle(30)
+    assert ingress_writes(cluster) == 1 and ingress_backend(k8s_view) == "api-gateway-green"
+    clicks = [e for e in chat.audit(limit=200) if e.action == "click:approve"]
+    assert [e.outcome for e in clicks].count("ok") == 1
+    lost = [e for e in clicks if e.outcome == "lost"]
+    assert len(lost) == 49 and all("lost: already approved by U0BOB" in e.detail for e in lost)
+    assert [e.action for e in chat.audit(limit=200)].count("change.approve") == 1
+    assert len(chat.messages(APPROVALS)) == 1
+    wait_progress(chat, "— done")
