@@ -78,7 +78,7 @@ async def request_change(
     detail = f"{change.id} {change.kind} {change.image_version}"
     if catalog.env.bake_seconds and ctx.deps.prom is None:
         text = (
-            f"⚠️ {change.id}: Prometheus is not configured (PROMETHEUS_URL), so the bake after the "
+            f"{change.id}: Prometheus is not configured (PROMETHEUS_URL), so the bake after the "
             "switch will be inconclusive: the bot will ask whether to keep the new version or roll back."
         )
         return Reply(Notice(text, Tone.WARNING), detail=detail, target=service, audited=False)

@@ -4,6 +4,7 @@ any approver may approve from the thread."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,8 @@ from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 from tests.support.prom import without_digests
 from tests.test_deploy import APPROVALS, approval_message, ingress_backend, tuned, wait_progress
+
+BAD_IMAGE = "payflow/api-gateway:v0.9.0-bad"
 
 
 @pytest.fixture
@@ -73,3 +76,129 @@ def test_failing_bake_proposes_a_rollback_any_approver_may_approve(bake_chat, k8
     actions = [(e.actor, e.action) for e in bake_chat.audit()]
     assert ("payflow-bot", "change.rollback_proposed") in actions
     assert ("payflow-bot", "change.request") in actions
+
+
+@pytest.fixture
+def blind_chat(settings, catalog, chat, bot, k8s_view):
+    """A bot with no Prometheus at all (like `make run` without a prometheus binary)."""
+    bot.stop()
+    short = without_digests(tuned(catalog, bake_seconds=2, bake_interval_seconds=0.5, lease_seconds=1))
+    server = BotServer(build_runtime(settings, short)).start()
+    chat.bot = server
+    yield chat
+    server.stop()
+
+
+def questions(chat: Chat) -> list:
+    return [m for m in chat.messages(APPROVALS) if "bake inconclusive" in m.text]
+
+
+def test_without_metrics_the_bake_is_inconclusive_and_asks_a_person_once(blind_chat, k8s_view):
+    answer = blind_chat.run("deploy api-gateway v1.2.3")
+    assert "Prometheus is not configured" in answer.all_text() and "inconclusive" in answer.all_text()
+    message = approval_message(blind_chat)
+    blind_chat.click(message, "Approve", user="bob")
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    asked = blind_chat.slack.wait_for(lambda _: questions(blind_chat), timeout=20)
+    time.sleep(1.5)  # sweeps keep running: still one question, no rollback of their own
+    assert len(questions(blind_chat)) == 1
+    text = str(asked[0].blocks)
+    assert "Metrics were unavailable for 4 of 4 checks" in text
+    assert [b["text"]["text"] for b in _buttons(asked[0])] == ["Keep v1.2.3", "Roll back"]
+    assert not [m for m in blind_chat.messages(APPROVALS) if "Rollback of" in m.text]
+    assert k8s_view.replicas("api-gateway-blue") == 3  # nothing cleaned up before a person decides
+    listing = blind_chat.run("changes api-gateway").all_text()
+    assert "needs decision" in listing
+    assert ("payflow-bot", "change.needs_decision", "inconclusive") in [
+        (e.actor, e.action, e.outcome) for e in blind_chat.audit()
+    ]
+
+    blind_chat.click(asked[0], "Keep v1.2.3", user="alice")  # an operator may not keep it
+    assert "needs the *approver* role" in blind_chat.slack.responses[-1].params["text"]
+    blind_chat.click(asked[0], "Keep v1.2.3", user="bob")
+    wait_progress(blind_chat, "— done")
+    assert k8s_view.replicas("api-gateway-blue") == 0
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    decided = next(m for m in blind_chat.messages(APPROVALS) if m.ts == asked[0].ts)
+    assert "kept by <@U0BOB>" in decided.text and not _buttons(decided)
+
+
+def test_roll_back_after_an_inconclusive_bake_is_approval_gated(blind_chat, k8s_view):
+    blind_chat.run("deploy api-gateway v1.2.3")
+    blind_chat.click(approval_message(blind_chat), "Approve", user="bob")
+    asked = blind_chat.slack.wait_for(lambda _: questions(blind_chat), timeout=20)
+    blind_chat.click(asked[0], "Roll back", user="carol")
+    assert "Rollback" in blind_chat.slack.responses[-1].params["text"]
+    assert ingress_backend(k8s_view) == "api-gateway-green"  # nothing switched without an approval
+
+    def rollback_request(stub):
+        for m in stub.messages(APPROVALS):
+            if "Approval needed: Rollback of *api-gateway* to blue" in m.text:
+                return m
+        return None
+
+    request = blind_chat.slack.wait_for(rollback_request, timeout=20)
+    assert "<@U0CAROL>" in str(request.blocks)  # a person asked: four-eyes applies to carol
+    blind_chat.click(request, "Approve", user="carol")
+    assert "four-eyes" in blind_chat.slack.responses[-1].params["text"]
+    blind_chat.click(request, "Approve", user="bob")
+    assert ingress_backend(k8s_view) == "api-gateway-blue"
+    # the rollback's own bake has no data either: it asks, it never proposes switching back
+    blind_chat.slack.wait_for(
+        lambda _: [m for m in questions(blind_chat) if "Rollback of *api-gateway*" in m.text], timeout=20
+    )
+    time.sleep(1)
+    assert len(approval_requests(blind_chat)) == 2  # the deploy's and the rollback's: no third
+
+
+def test_a_rollback_whose_bake_breaches_never_proposes_a_rollback_of_itself(bake_chat, k8s_view):
+    k8s_view.apps.patch_namespaced_deployment(
+        "api-gateway-green",
+        "payflow",
+        {"spec": {"template": {"spec": {"containers": [{"name": "api-gateway", "image": BAD_IMAGE}]}}}},
+        _request_timeout=5,
+    )
+    k8s_view.wait_settled()
+    bake_chat.run("rollback api-gateway")
+    bake_chat.click(approval_message(bake_chat), "Approve", user="bob")
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+
+    def asked(stub):
+        return [m for m in stub.messages(APPROVALS) if "SLOs breached after a rollback" in m.text]
+
+    question = bake_chat.slack.wait_for(asked, timeout=30)[0]
+    assert "never rolls back a rollback" in str(question.blocks) and "✗ error rate" in str(question.blocks)
+    time.sleep(1)
+    assert len(approval_requests(bake_chat)) == 1
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+
+
+def test_an_approver_may_cancel_the_bots_own_rollback_an_operator_may_not(bake_chat, k8s_view):
+    bake_chat.run("deploy api-gateway v1.2.3-bad")
+    bake_chat.click(approval_message(bake_chat), "Approve", user="bob")
+
+    def proposed(stub):
+        for m in stub.messages(APPROVALS):
+            if "Approval needed: Rollback of *api-gateway*" in m.text:
+                return m
+        return None
+
+    rollback = bake_chat.slack.wait_for(proposed, timeout=30)
+    change_id = rollback.text.split(" ")[2].rstrip(":")
+    refused = bake_chat.run(f"cancel {change_id}", user="alice")
+    assert "proposed by the bot: only an approver may cancel it" in refused.all_text()
+    done = bake_chat.run(f"cancel {change_id}", user="bob")
+    assert f"Cancelled {change_id}" in done.all_text()
+    assert "cancelled by <@U0BOB>" in str(bake_chat.messages(APPROVALS)[-1].blocks)
+    bake_chat.click(rollback, "Approve", user="carol")
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+
+
+def approval_requests(chat: Chat) -> list[str]:
+    """Every approval request the bot ever posted (decided ones included)."""
+    posts = chat.slack.calls_to("chat.postMessage")
+    return [c.params["text"] for c in posts if "Approval needed" in c.params.get("text", "")]
+
+
+def _buttons(message) -> list:
+    return [e for b in message.blocks or [] if b.get("type") == "actions" for e in b["elements"]]
