@@ -4,6 +4,7 @@ without an approval by an approver who is not the requester."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -218,6 +219,10 @@ def test_fifty_simultaneous_clicks_switch_once(chat, bot, k8s_view, cluster):
     assert sum("Traffic now on green" in t for t in texts) == 1
     assert sum("Already approved by <@U0BOB>" in t for t in texts) == 49
     assert len([e for e in chat.audit() if e.action == "change.switch"]) == 1
+    clicks = [e for e in chat.audit(limit=200) if e.action == "click:approve"]
+    assert [e.outcome for e in clicks].count("ok") == 1  # an auditor finds exactly one approval
+    assert [e.outcome for e in clicks].count("lost") == 49
+    assert all(e.detail.startswith("lost: already approved by U0BOB") for e in clicks if e.outcome == "lost")
 
 
 def set_backend(k8s_view, path: str, backend: str) -> None:
@@ -494,3 +499,48 @@ def test_traffic_through_a_service_selector(chat, bot, k8s_view, settings, catal
         )  # the ingress is not this service's
     finally:
         server.stop()
+
+
+def test_a_tampered_button_value_is_refused_plainly(chat, k8s_view, cluster, redis_server):
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    keys_before = sorted(redis_server.client().keys("*"))
+    for tampered in ("x" * 1900, "chg-../../etc", "chg-0000000g", ""):
+        blocks = json.loads(json.dumps(message.blocks))
+        for block in blocks:
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                el["value"] = tampered
+        forged = type(
+            "M", (), {"channel": message.channel, "ts": message.ts, "text": message.text, "blocks": blocks}
+        )
+        chat.click(forged, "Approve", user="bob")
+        text = chat.slack.responses[-1].params["text"]
+        assert "That is not a change ID" in text and "Something went wrong" not in text, tampered[:20]
+    assert ingress_writes(cluster) == 0 and ingress_backend(k8s_view) == "api-gateway-blue"
+    assert change_record(chat, change_id_of(message))["state"] == "awaiting_approval"
+    refused = [e for e in chat.audit() if e.action == "click:approve"]
+    assert [e.outcome for e in refused] == ["refused"] * 4
+    assert all(len(e.detail) < 200 for e in refused)  # the 1,900 characters are not echoed
+    assert sorted(redis_server.client().keys("*")) == keys_before
+
+
+def test_rollback_when_both_colors_run_the_same_version_is_refused(chat, k8s_view, redis_server):
+    k8s_view.apps.patch_namespaced_deployment(
+        "api-gateway-green",
+        "payflow",
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "api-gateway", "image": "payflow/api-gateway:v1.0.0"}]}
+                }
+            }
+        },
+        _request_timeout=5,
+    )
+    k8s_view.wait_settled()
+    before = k8s_view.fingerprint()
+    answer = chat.run("rollback api-gateway")
+    assert "Both colors of api-gateway run `v1.0.0`: a rollback would change nothing" in answer.all_text()
+    assert k8s_view.fingerprint() == before
+    assert not [k for k in redis_server.client().keys("*") if "change" in k]
+    assert chat.messages(APPROVALS) == []
