@@ -30,6 +30,7 @@ from tests.test_deploy import (
     image,
     ingress_backend,
     ingress_writes,
+    set_backend,
     tuned,
     wait_progress,
 )
@@ -268,3 +269,40 @@ def test_fifty_racing_clicks_across_two_replicas_switch_once(chat, replicas, k8s
     assert [e.action for e in chat.audit(limit=200)].count("change.approve") == 1
     assert len(chat.messages(APPROVALS)) == 1
     wait_progress(chat, "— done")
+
+
+def _die_mid_switch(server: BotServer, change_id: str) -> None:
+    """What a click's worker leaves behind when it dies right after winning the approval: the
+    record in `applying`, holding an apply lease nobody renews."""
+
+    async def win_and_die() -> None:
+        gate = gate_of(server)
+        change = await gate.records.get(change_id)
+        await gate.records.write(
+            change,
+            state="applying",
+            decided_by="U0BOB",
+            lease=Lease("apply", "dead-worker", time.time() + LEASE),
+        )
+
+    server.call(win_and_die())
+
+
+@pytest.mark.parametrize("switched", [False, True])
+def test_a_worker_killed_mid_switch_is_settled_from_the_cluster(chat, replicas, k8s_view, cluster, switched):
+    a = replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    change_id = change_id_of(approval_message(chat))
+    _die_mid_switch(a, change_id)
+    if switched:  # it died after its patch landed
+        set_backend(k8s_view, "/", "api-gateway-green")
+    replicas(bake_seconds=0)  # another replica's sweep takes over once the lease expires
+    record = finished(chat, change_id)
+    if switched:
+        assert record["state"] == "done"
+        assert k8s_view.replicas("api-gateway-blue") == 0
+    else:
+        assert record["state"] == "voided" and "traffic was not switched" in record["error"]
+        assert ingress_backend(k8s_view) == "api-gateway-blue"
+    assert ingress_writes(cluster) == int(switched)  # a settle never switches by itself
