@@ -83,6 +83,7 @@ GENESIS: Final = "0" * 64
 """The ``prev`` of the chain's first entry."""
 _CHAIN_FIELDS: Final = ("seq", "prev", "hash")
 _APPEND_TRIES: Final = 100  # lost tip races before an append gives up (each is one round trip)
+_APPEND_BATCH: Final = 100  # entries linked per round trip (group commit)
 
 
 class StoreError(Exception):
@@ -913,21 +914,27 @@ return redis.call('DEL', KEYS[1])
 )
 
 # KEYS[1] audit stream, KEYS[2] chain metadata hash; ARGV: expected tip hash, expected tip seq,
-# GENESIS, then the entry's field/value pairs (already linked to that tip and hashed).
-# Reply: {1, id} appended; {0, tip hash, tip seq} the tip moved: link to it and try again.
+# GENESIS, then for each entry its number of fields and its field/value pairs (already linked,
+# in order, to that tip and hashed). Reply: {1, id, id, …} appended; {0, tip hash, tip seq} the
+# tip moved: link to it and try again.
 _LUA_APPEND = """
 local tip = redis.call('HGET', KEYS[2], 'tip_hash') or ARGV[3]
 local tip_seq = redis.call('HGET', KEYS[2], 'tip_seq') or '0'
 if tip ~= ARGV[1] or tip_seq ~= ARGV[2] then return {0, tip, tip_seq} end
-local fields, hash, seq = {}, nil, nil
-for i = 4, #ARGV, 2 do
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
-  if ARGV[i] == 'hash' then hash = ARGV[i + 1] elseif ARGV[i] == 'seq' then seq = ARGV[i + 1] end
+local reply, i, hash, seq, id = {1}, 4, nil, nil, nil
+while i <= #ARGV do
+  local n, fields = tonumber(ARGV[i]), {}
+  for j = i + 1, i + 2 * n, 2 do
+    fields[#fields + 1] = ARGV[j]
+    fields[#fields + 1] = ARGV[j + 1]
+    if ARGV[j] == 'hash' then hash = ARGV[j + 1] elseif ARGV[j] == 'seq' then seq = ARGV[j + 1] end
+  end
+  id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  reply[#reply + 1] = id
+  i = i + 1 + 2 * n
 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
 redis.call('HSET', KEYS[2], 'tip_hash', hash, 'tip_seq', seq, 'tip_id', id)
-return {1, id}
+return reply
 """
 
 _LUA_ID_LESS = """
@@ -1019,9 +1026,11 @@ class RedisStore(Store):
         self._audit_meta_key = f"{prefix}audit:chain"
         self._timeout = timeout
         self._tip = (GENESIS, 0)  # last tip seen; a stale guess costs one extra round trip
-        # Appends from this process take turns: racing each other for the tip, 20 concurrent
-        # appends starved one another (each round only one wins). Replicas still race, rarely.
-        self._append_lock: asyncio.Lock | None = None
+        # Group commit: appends from this process queue here and one flusher links them all in
+        # one round trip. Racing each other for the tip, 20 concurrent appends starved one
+        # another (each round only one wins); replicas still race, and retry on a lost race.
+        self._pending: list[tuple[dict[str, str], asyncio.Future[tuple[str, dict[str, str]]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         # A blocking pool queues a burst (50 clicks, a big scan) behind max_connections instead
         # of failing it with "Too many connections"; a long wait for a connection is an outage.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -1087,32 +1096,51 @@ class RedisStore(Store):
             await self._client.ping()
 
     async def _append_chained(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
-        if self._append_lock is None:
-            self._append_lock = asyncio.Lock()
-        try:  # the wait for our turn counts against the same deadline as the call itself
-            async with asyncio.timeout(self._timeout):
-                await self._append_lock.acquire()
-        except TimeoutError:
-            raise StoreUnavailable(
-                f"{self.describe()} is unavailable (append_audit: earlier appends still waiting)",
-                brief=f"Redis (the bot's store) did not answer within {self._timeout:g} s",
-            ) from None
-        try:
-            return await self._append_linked(content)
-        finally:
-            self._append_lock.release()
+        future: asyncio.Future[tuple[str, dict[str, str]]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # a cancelled caller's
+        self._pending.append((content, future))  # error must not be logged as never retrieved
+        if self._flusher is None or self._flusher.done():
+            # A task of its own: a caller that is cancelled must not strand the others' entries.
+            self._flusher = asyncio.create_task(self._flush(), name="audit-append")
+        return await asyncio.shield(future)
 
-    async def _append_linked(self, content: dict[str, str]) -> tuple[str, dict[str, str]]:
+    async def _flush(self) -> None:
+        """Link and append everything queued, a batch per round trip, until the queue is empty.
+        Each batch is bounded by the socket timeout, so an entry waits at most for the batch in
+        flight and its own."""
+        while self._pending:
+            batch, self._pending = self._pending[:_APPEND_BATCH], self._pending[_APPEND_BATCH:]
+            try:
+                results = await self._append_batch([content for content, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _append_batch(self, contents: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
         keys = [self._audit_key, self._audit_meta_key]
         with self._errors("append_audit"):
             for _ in range(_APPEND_TRIES):
                 tip_hash, tip_seq = self._tip
-                fields = _chained(content, tip_hash, tip_seq + 1)
-                args = [tip_hash, str(tip_seq), GENESIS, *(x for kv in fields.items() for x in kv)]
+                linked: list[dict[str, str]] = []
+                args = [tip_hash, str(tip_seq), GENESIS]
+                prev, seq = tip_hash, tip_seq
+                for content in contents:
+                    seq += 1
+                    fields = _chained(content, prev, seq)
+                    linked.append(fields)
+                    args += [str(len(fields)), *(x for kv in fields.items() for x in kv)]
+                    prev = fields["hash"]
                 reply = await self._append_script(keys=keys, args=args)
                 if int(reply[0]) == 1:
-                    self._tip = (fields["hash"], tip_seq + 1)
-                    return str(reply[1]), fields
+                    self._tip = (prev, seq)
+                    return [
+                        (str(entry_id), fields) for entry_id, fields in zip(reply[1:], linked, strict=True)
+                    ]
                 self._tip = (str(reply[1]), int(reply[2]))  # another writer linked first
         raise StoreError(f"audit append lost the race for the chain's tip {_APPEND_TRIES} times")
 
