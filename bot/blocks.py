@@ -516,6 +516,8 @@ def _logs(view: LogExcerpt) -> Message:
     if view.redacted:
         notes.append(f"🔒 {view.redacted} line(s) had card numbers, tokens or passwords redacted")
     notes += [f"⚠️ {escape(p)}" for p in view.problems]
+    if view.private:  # first: the context block keeps at most 10 elements
+        notes.insert(0, "👤 only you see this: logs can hold customer data")
     if notes:
         blocks.append(_context(*notes[:10]))
     return Message(view.headline, _fit(blocks, "Too many lines for one message; ask for fewer."))

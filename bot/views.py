@@ -290,6 +290,7 @@ class LogExcerpt:
     since_seconds: int | None = None
     redacted: int = 0  # lines in which something was redacted
     problems: tuple[str, ...] = ()  # pods whose log could not be read, and why
+    private: bool = False  # shown only to the asker: logs can hold customer data
 
     @property
     def headline(self) -> str:

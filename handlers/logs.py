@@ -87,6 +87,7 @@ async def show_logs(cmd: Logs, ctx: Context) -> Reply:
     lines = [line for _, line in entries if not cmd.errors_only or "ERROR" in line][-cmd.lines :]
     clean = [redact(line) for line in lines]
     view = LogExcerpt(
+        private=True,
         service=cmd.service,
         color=color,
         pods=len(pods),
@@ -102,26 +103,41 @@ async def show_logs(cmd: Logs, ctx: Context) -> Reply:
         notes = f" ({'; '.join(problems)})" if problems else ""
         return Reply(Notice(f"No {which} from {cmd.service} ({color}) in that window{notes}."), detail=detail)
     if len(clean) <= INLINE_LINES and sum(len(line) + 1 for line in clean) <= INLINE_CHARS:
-        return Reply(view, public=True, detail=detail)
+        return Reply(view, detail=f"{detail}, privately")
     return await _upload(ctx, view, detail)
 
 
 async def _upload(ctx: Context, view: LogExcerpt, detail: str) -> Reply:
+    """Slack has no private files: the excerpt goes into a thread under a one-line note, so the
+    channel sees that logs were read, not what they hold."""
     kind = "errors" if view.errors_only else "logs"
     notes = [f"{view.redacted} line(s) redacted"] if view.redacted else []
     notes += list(view.problems)
     comment = f"📜 {view.headline}" + (f" ({'; '.join(notes)})" if notes else "")
     try:
+        parent = await ctx.notifier.post(
+            ctx.channel,
+            Notice(
+                f"<@{ctx.actor}> asked for {view.headline}: the excerpt is in this thread "
+                "(logs can hold customer data, so they stay out of the channel)."
+            ),
+        )
         await ctx.notifier.upload(
             ctx.channel,
             f"{view.service}-{view.color}-{kind}.log",
             "\n".join(view.lines) + "\n",
             title=view.headline,
             comment=comment,
+            thread=parent,
         )
     except SlackError as exc:
         raise Refused(
             f"Could not share the log file here (Slack: {exc.code}). Invite the bot to this channel, "
-            f"or ask for at most {INLINE_LINES} lines to get them as a message."
+            f"or ask for at most {INLINE_LINES} lines to get them privately as a message."
         ) from None
-    return Reply(None, detail=f"{detail}, as a file")
+    link = await ctx.notifier.permalink(parent)
+    where = f"<{link}|this message>" if link else "the bot's message above"
+    return Reply(
+        Notice(f"{view.headline}: the file is in the thread of {where}."),
+        detail=f"{detail}, as a file in a thread",
+    )

@@ -71,10 +71,12 @@ def _inject(cluster, pod: str, lines: list[str], ago: float = 0.0) -> None:
 
 
 def _code(answer) -> list[str]:
-    """The log lines of an inline answer (inside its code fences)."""
+    """The log lines of an inline answer (inside its code fences): private, never in the channel."""
+    assert answer.posts == []
     lines: list[str] = []
-    for post in answer.posts:
-        for block in post.get("blocks", []):
+    for reply in answer.replies:
+        assert reply.get("response_type") == "ephemeral"
+        for block in reply.get("blocks", []):
             text = (block.get("text") or {}).get("text", "")
             if text.startswith("```"):
                 lines += text.strip("`").strip("\n").splitlines()
@@ -97,8 +99,17 @@ def test_logs_of_the_live_color_are_posted_redacted_and_long_output_is_a_file(ch
     answer = chat.run("logs api-gateway --lines 1000")
 
     text, params = _uploaded(slack)
-    assert answer.posts == [] and answer.replies == []
+    # the file goes into a thread under a one-line note, never onto the channel itself
+    [parent] = answer.posts
+    assert parent["channel"] == demo.OPS_CHANNEL_ID
+    assert "the excerpt is in this thread" in parent["text"]
+    assert "ERROR" not in json.dumps(parent)
     assert params["channel_id"] == demo.OPS_CHANNEL_ID
+    [thread] = [m for m in slack.messages(demo.OPS_CHANNEL_ID) if m.files]
+    assert thread.thread_ts is not None and thread.thread_ts != thread.ts
+    [reply] = answer.replies
+    assert reply["response_type"] == "ephemeral"
+    assert "the file is in the thread of <https://" in reply["text"]
     assert "api-gateway (blue)" in params["initial_comment"]
     assert f"{len(SENSITIVE)} line(s) redacted" in params["initial_comment"]
     for _, secret in SENSITIVE:
@@ -117,7 +128,7 @@ def test_logs_of_the_live_color_are_posted_redacted_and_long_output_is_a_file(ch
         "api-gateway",
         "ok",
     )
-    assert "as a file" in entry.detail
+    assert "as a file in a thread" in entry.detail
 
 
 def test_errors_keeps_only_error_lines_inline_and_redacted(chat, k8s_view, cluster):
@@ -135,8 +146,8 @@ def test_errors_keeps_only_error_lines_inline_and_redacted(chat, k8s_view, clust
     posted = answer.all_text()
     for _, secret in SENSITIVE:
         assert secret not in posted
-    assert answer.posts[0]["channel"] == demo.OPS_CHANNEL_ID
     assert "5 line(s) had card numbers, tokens or passwords redacted" in posted
+    assert "only you see this: logs can hold customer data" in posted
 
 
 def test_lines_bounds_what_is_shown_to_the_newest(chat, k8s_view, cluster):
