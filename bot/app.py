@@ -192,6 +192,7 @@ def build_bolt(
             channel_id=str(channel.get("id") or container.get("channel_id") or ""),
             channel_name=channel.get("name"),
             response_url=body.get("response_url"),
+            from_ephemeral=bool(container.get("is_ephemeral")),
         )
         ts = container.get("message_ts")
         message = MessageRef(inv.channel_id, str(ts)) if ts and inv.channel_id else None

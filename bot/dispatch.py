@@ -34,6 +34,9 @@ class Invocation:
     channel_name: str | None
     text: str = ""
     response_url: str | None = None
+    # a click on a message only the clicker sees: its answer replaces that message (or removes
+    # it), as Slack apps do, so a prompt's buttons (restart…) cannot be pressed a second time
+    from_ephemeral: bool = False
 
     @property
     def caller(self) -> Caller:
@@ -210,6 +213,11 @@ class Dispatcher:
         await self._deliver(inv, reply)
 
     async def _deliver(self, inv: Invocation, reply: Reply) -> None:
+        if inv.from_ephemeral and inv.response_url and (reply.view is None or reply.public):
+            try:
+                await self.slack.respond_delete(inv.response_url)
+            except SlackError as exc:
+                log.warning("could not remove the clicked prompt: %s", exc)
         if reply.view is None:
             return
         message = render(reply.view)
@@ -222,6 +230,7 @@ class Dispatcher:
                     raise
                 log.info("cannot post in %s (%s); answering through response_url", inv.channel_id, exc.code)
         if inv.response_url:
-            await self.slack.respond(inv.response_url, message, public=reply.public)
+            replace = inv.from_ephemeral and not reply.public
+            await self.slack.respond(inv.response_url, message, public=reply.public, replace=replace)
         else:
             await self.slack.ephemeral(inv.channel_id, inv.user_id, message)

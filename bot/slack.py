@@ -7,6 +7,7 @@ after Retry-After by slack_sdk; nothing else is retried, so a message is never p
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -74,9 +75,21 @@ class SlackGateway:
             return None
         return resp.get("permalink")
 
-    async def respond(self, response_url: str, message: Message, *, public: bool = False) -> None:
-        """Answer a slash command through its response_url: works even where the bot is not a member."""
+    async def respond(
+        self, response_url: str, message: Message, *, public: bool = False, replace: bool = False
+    ) -> None:
+        """Answer a slash command through its response_url: works even where the bot is not a member.
+        `replace`: the answer takes the place of the clicked message (its buttons go with it)."""
         body = {"response_type": "in_channel" if public else "ephemeral", **_payload(message)}
+        if replace:
+            body["replace_original"] = True
+        await self._send_response(response_url, body)
+
+    async def respond_delete(self, response_url: str) -> None:
+        """Remove the clicked message (a private prompt whose answer went elsewhere)."""
+        await self._send_response(response_url, {"delete_original": True})
+
+    async def _send_response(self, response_url: str, body: dict[str, Any]) -> None:
         resp = await AsyncWebhookClient(response_url, timeout=10).send_dict(body)
         if resp.status_code != 200:
             raise SlackError("response_url", f"HTTP {resp.status_code}")

@@ -82,8 +82,10 @@ class SlackRequests:
         block_id: str,
         response_url: str | None = None,
         timestamp: int | None = None,
+        ephemeral: bool = False,
     ) -> SignedRequest:
-        """A block_actions click on `action` (a button element as posted) in `message`."""
+        """A block_actions click on `action` (a button element as posted) in `message`
+        (`ephemeral`: a message only the clicker sees, e.g. a command's private answer)."""
         now = f"{time.time():.6f}"
         payload = {
             "type": "block_actions",
@@ -94,7 +96,7 @@ class SlackRequests:
                 "type": "message",
                 "message_ts": message["ts"],
                 "channel_id": channel_id,
-                "is_ephemeral": False,
+                "is_ephemeral": ephemeral,
             },
             "trigger_id": f"{int(time.time())}.{secrets.randbelow(10**9)}.{secrets.token_hex(8)}",
             "team": {"id": TEAM_ID, "domain": "payflow"},
