@@ -80,34 +80,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         jobs = WorkerJobs(WorkerProcess(settings, catalog).start())
     runtime = build_runtime(settings, catalog, kube=kube, jobs=jobs)
-    server = uvicorn_server(runtime, args.host, args.port, socket_mode=args.socket_mode)
+    socket = None
+    if args.socket_mode:
+        from bot.socket_mode import SocketMode
+
+        assert settings.slack_app_token is not None  # problems_for_serve checked it
+        socket = SocketMode(runtime.bolt, settings.slack_app_token)
+    server = uvicorn_server(runtime, args.host, args.port, socket=socket)
     gc.collect()
     gc.freeze()  # start-up objects are permanent: fewer, shorter GC pauses while acking
+    failed: list[str] = []
 
     async def run() -> None:
-        if args.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+        if socket is not None:
+            from bot.socket_mode import SocketModeRefused
 
-            # health and metrics come up while the socket connects (the SDK retries until it does)
-            handler = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token)
-            connecting = asyncio.ensure_future(handler.connect_async())
-            connecting.add_done_callback(_report_socket)
+            # health and metrics come up while the socket connects; a token Slack rejects (or
+            # a socket that does not open within its bound) stops serve with a non-zero exit
             log.info("serving on %s:%d (Socket Mode: no Slack route over HTTP)", args.host, args.port)
+            serving = asyncio.ensure_future(server.serve())
+            try:
+                await socket.open()
+            except SocketModeRefused as exc:
+                failed.append(str(exc))
+                server.should_exit = True  # the lifespan's shutdown closes the worker
+            await serving  # SIGTERM: the socket closes, then work in flight drains (bot/server.py)
         else:
             log.info("serving on %s:%d (Slack events at /slack/events)", args.host, args.port)
-        await server.serve()
+            await server.serve()
 
     run_event_loop(run())
+    if failed:
+        print(f"payflow-bot serve cannot start: {failed[0]}", file=sys.stderr)
+        return 3
     return 0
-
-
-def _report_socket(connecting: asyncio.Future[Any]) -> None:
-    if connecting.cancelled():
-        return
-    if connecting.exception() is not None:
-        log.error("Socket Mode did not connect: %s", connecting.exception())
-    else:
-        log.info("connected to Slack in Socket Mode")
 
 
 def run_event_loop(main: Any) -> None:

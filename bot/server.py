@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -180,25 +180,49 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
         return name, f"unavailable: {type(exc).__name__}: {exc}"[:200]
 
 
-def build_web(runtime: Runtime, *, socket_mode: bool = False) -> ASGIApp:
+class SocketLink(Protocol):
+    """The Socket Mode connection, when `serve` runs in Socket Mode (bot/socket_mode.py)."""
+
+    async def state(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+def build_web(runtime: Runtime, *, socket_mode: bool = False, socket: SocketLink | None = None) -> ASGIApp:
     """HTTP mode: the Slack events route, always verified, in front of the rest. Socket Mode:
-    health, readiness, metrics and the Alertmanager webhook only; /slack/events is a 404."""
+    health, readiness, metrics and the Alertmanager webhook only; /slack/events is a 404.
+    `socket`: the Socket Mode connection, part of readiness and closed first on shutdown."""
+    socket_mode = socket_mode or socket is not None
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    async def readyz(request: Request) -> Response:
+    async def dependencies() -> dict[str, str]:
+        """Redis and Kubernetes, probed with a deadline. Reported, never part of readiness: a Redis
+        blip must not take every replica out of the Service at once (Slack would then show users
+        `dispatch_failed` instead of the bot's own "store unreachable, nothing done")."""
         checks = dict(
             await asyncio.gather(
                 _check("redis" if runtime.settings.redis_url else "store", runtime.store.ping()),
                 _check("kubernetes", runtime.kube.ping()),
             )
         )
-        checks["jobs"] = runtime.jobs.health()
+        for name, state in checks.items():
+            runtime.telemetry.dependency_up.labels(name).set(1 if state == "ok" else 0)
+        return checks
+
+    async def readyz(request: Request) -> Response:
+        """Ready = can answer Slack: this web process is up (it answers), the worker is up, and in
+        Socket Mode the websocket is open."""
+        checks = {"jobs": runtime.jobs.health()}
+        if socket is not None:
+            checks["socket"] = await socket.state()
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, **await dependencies(), **checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        await dependencies()
         return Response(runtime.telemetry.exposition(), media_type="text/plain; version=0.0.4")
 
     @asynccontextmanager
@@ -206,6 +230,8 @@ def build_web(runtime: Runtime, *, socket_mode: bool = False) -> ASGIApp:
         if runtime.runs_jobs_here:
             await runtime.start()
         yield
+        if socket is not None:
+            await socket.close()  # no new events first, then the work in flight
         log.info("shutting down: waiting for work in flight")
         await runtime.close()
 
@@ -223,10 +249,17 @@ def build_web(runtime: Runtime, *, socket_mode: bool = False) -> ASGIApp:
     return SlackEndpoint(app, runtime, SignatureCheck(runtime.settings.slack_signing_secret))
 
 
-def uvicorn_server(runtime: Runtime, host: str, port: int, *, socket_mode: bool = False) -> uvicorn.Server:
+def uvicorn_server(
+    runtime: Runtime,
+    host: str,
+    port: int,
+    *,
+    socket_mode: bool = False,
+    socket: SocketLink | None = None,
+) -> uvicorn.Server:
     """`log_config=None`: uvicorn's records go through the process's one log setup (bot/logs.py)."""
     config = uvicorn.Config(
-        build_web(runtime, socket_mode=socket_mode),
+        build_web(runtime, socket_mode=socket_mode, socket=socket),
         host=host,
         port=port,
         log_level="warning",

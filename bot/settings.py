@@ -19,6 +19,10 @@ class Settings:
     kubeconfig: str | None = None
     config_path: str | None = None
     command: str = "/payflow"
+    # How many replicas of `serve` may run at once (PAYFLOW_REPLICAS; the manifest sets it). More
+    # than one needs REDIS_URL: the embedded store is per process, so replicas would split-brain.
+    # 0 means the variable was not a whole number ≥ 1 (reported by `problems_for_serve`).
+    replicas: int = 1
     # Alertmanager: its webhook authenticates to us with a bearer token or basic auth; we create
     # silences through its API at ALERTMANAGER_URL (which may carry credentials).
     alertmanager_url: str | None = field(default=None, repr=False)
@@ -48,10 +52,21 @@ class Settings:
             alertmanager_webhook_user=get("ALERTMANAGER_WEBHOOK_USER"),
             alertmanager_webhook_password=get("ALERTMANAGER_WEBHOOK_PASSWORD"),
             audit_stdout=(get("AUDIT_STDOUT") or "").lower() in {"1", "true", "yes", "on"},
+            replicas=_replicas(get("PAYFLOW_REPLICAS")),
         )
 
     def problems_for_serve(self, socket_mode: bool) -> list[str]:
         problems = []
+        if self.replicas < 1:
+            problems.append(
+                "PAYFLOW_REPLICAS must be a whole number of at least 1 (the replicas that may run)"
+            )
+        elif self.replicas > 1 and not self.redis_url:
+            problems.append(
+                f"PAYFLOW_REPLICAS is {self.replicas} but REDIS_URL is not set: each replica would keep its "
+                "own approvals, locks and audit trail (split brain). Add REDIS_URL to the bot's Secret, "
+                "or run one replica with PAYFLOW_REPLICAS=1"
+            )
         if bool(self.alertmanager_webhook_user) != bool(self.alertmanager_webhook_password):
             problems.append(
                 "ALERTMANAGER_WEBHOOK_USER and ALERTMANAGER_WEBHOOK_PASSWORD go together: set both or neither"
@@ -76,3 +91,12 @@ class Settings:
                 "SLACK_SIGNING_SECRET is not set: the signing secret from the app's Basic Information page"
             )
         return problems
+
+
+def _replicas(value: str | None) -> int:
+    if value is None:
+        return 1
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        return 0

@@ -299,8 +299,11 @@ class SlackApiStub:
         host: str = "127.0.0.1",
         port: int = 0,
         usergroups: dict[str, list[str]] | None = None,
+        app_token: str = "xapp-test",
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token  # apps.connections.open (Socket Mode) takes this one
+        self.socket_url = "ws://127.0.0.1:9/"  # what apps.connections.open hands out; tests point it
         self._host = host
         self._port = port
         self._usergroups = {group: list(users) for group, users in (usergroups or {}).items()}
@@ -323,6 +326,7 @@ class SlackApiStub:
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -559,7 +563,7 @@ class SlackApiStub:
                 raise _SlackError("unknown_method", req_method=method)
             if parse_error is not None:
                 raise _SlackError(parse_error)
-            self._authenticate(headers, params)
+            self._authenticate(headers, params, self.app_token if method == "apps.connections.open" else None)
             fault = self._take_fault(method)
             if fault is not None:
                 if fault.error is not None:
@@ -602,7 +606,9 @@ class SlackApiStub:
         self._record(Call("upload", params, headers, time.time(), status, {"body": text}), None)
         return _Reply.text(status, text)
 
-    def _authenticate(self, headers: Mapping[str, str], params: Mapping[str, Any]) -> None:
+    def _authenticate(
+        self, headers: Mapping[str, str], params: Mapping[str, Any], expected: str | None = None
+    ) -> None:
         authorization = headers.get("authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
@@ -613,7 +619,7 @@ class SlackApiStub:
             token = _arg(params, "token") or ""
         if not token:
             raise _SlackError("not_authed")
-        if not hmac.compare_digest(token.encode(), self.bot_token.encode()):
+        if not hmac.compare_digest(token.encode(), (expected or self.bot_token).encode()):
             raise _SlackError("invalid_auth")
 
     def _take_fault(self, method: str) -> _Fault | None:
@@ -708,6 +714,10 @@ class SlackApiStub:
         return message
 
     # ------------------------------------------------------------------ Web API methods
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Socket Mode: a websocket URL to connect to (a test's local websocket server)."""
+        return {"url": self.socket_url}
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {

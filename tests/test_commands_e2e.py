@@ -257,7 +257,9 @@ def test_health_ready_and_metrics_endpoints(chat, bot, redis_server):
         down = bot.get("/readyz")
     finally:
         redis_server.start()
-    assert down.status_code == 503 and down.json()["redis"].startswith("unavailable")
+    # reported, not a 503: a Redis blip must not take every replica out of the Service at once
+    assert down.status_code == 200 and down.json()["ready"] is True
+    assert down.json()["redis"].startswith("unavailable")
 
 
 def test_slack_rate_limit_is_retried_and_the_message_lands_once(chat, slack, k8s_view):

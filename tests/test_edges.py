@@ -17,6 +17,7 @@ from sandbox.local import wait_until
 from sandbox.slack_requests import SignedRequest, SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.support.served import Served
+from tests.support.socket_mode import SocketModeServer
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_TOKEN = "xapp-1-A0PAYFLOW-1-socketmodetoken"
@@ -61,11 +62,15 @@ def http_served(serve_env, k8s_view) -> Iterator[Served]:
 
 @pytest.fixture
 def socket_served(serve_env, slack, k8s_view) -> Iterator[Served]:
+    socket = SocketModeServer().start()  # readiness includes the socket: give it one to open
+    slack.app_token, slack.socket_url = APP_TOKEN, socket.url
     served = Served({**serve_env, "SLACK_APP_TOKEN": APP_TOKEN}, "--socket-mode").wait_up()
     # it really is in Socket Mode: it asked the Slack stand-in for a socket URL
     slack.wait_for(lambda s: s.calls_to("apps.connections.open"), timeout=15)
+    wait_until(lambda: served.http.get("/readyz").json().get("socket") == "ok", 15, "the socket to open")
     yield served
     served.stop()
+    socket.stop()
 
 
 def store_snapshot(redis_server) -> dict[bytes, bytes | None]:

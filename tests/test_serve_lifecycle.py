@@ -1,0 +1,261 @@
+"""`payflow-bot serve` as a pod runs it: refuses to start split-brained, stays ready through a Redis
+blip (reporting it), and in Socket Mode refuses a rejected token at once, reports the websocket
+in readiness and closes it with a close frame on SIGTERM.
+
+Socket Mode runs against a local websocket server standing in for Slack's: the Slack stand-in's
+`apps.connections.open` hands out its ws:// URL, as Slack hands out wss:// ones.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox import demo
+from sandbox.local import serve_process, wait_until
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.support.socket_mode import SocketModeServer
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_TOKEN = "xapp-1-A0PAYFLOW-test"
+DRAIN_BOUND = 45  # seconds from SIGTERM to exit, as the manifest's terminationGracePeriodSeconds assumes
+
+
+def _catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "payflow.yaml"
+    path.write_text(
+        (ROOT / "payflow.yaml")
+        .read_text()
+        .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
+        .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
+    )
+    return path
+
+
+def _settings(slack, kubeconfig: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "KUBECONFIG": str(kubeconfig),
+        "PAYFLOW_CONFIG": str(_catalog(tmp_path)),
+        **extra,
+    }
+
+
+def _port() -> int:
+    from sandbox.local import free_port
+
+    return free_port()
+
+
+def _start(settings: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = _port()
+    proc = serve_process(port, settings, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _up(proc: subprocess.Popen[str], url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        return False
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------- replicas and Redis
+
+
+def test_more_than_one_replica_without_redis_refuses_to_start(slack, kubeconfig, tmp_path):
+    proc, _ = _start(_settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS="2"))
+    try:
+        assert proc.wait(timeout=30) == 2
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        _stop(proc)
+    assert "payflow-bot serve cannot start" in err
+    assert "PAYFLOW_REPLICAS is 2 but REDIS_URL is not set" in err and "split brain" in err
+    assert "Traceback" not in err
+    assert slack.calls_to("auth.test") == []  # refused before talking to anyone
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_bad_replicas_setting_is_refused(slack, kubeconfig, tmp_path, value, redis_url):
+    proc, _ = _start(_settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS=value, REDIS_URL=redis_url))
+    try:
+        assert proc.wait(timeout=30) == 2
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        _stop(proc)
+    assert "PAYFLOW_REPLICAS must be a whole number of at least 1" in err and "Traceback" not in err
+
+
+def test_redis_blip_keeps_the_pod_ready_and_users_get_the_bots_own_answer(
+    slack, kubeconfig, tmp_path, redis_url, redis_server, k8s_view
+):
+    from sandbox.slack_requests import SlackRequests
+
+    settings = _settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS="2", REDIS_URL=redis_url)
+    proc, url = _start(settings)
+    try:
+        wait_until(lambda: _up(proc, url), 20, "serve to answer /healthz")
+        ready = httpx.get(url + "/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["redis"] == "ok"
+        redis_server.stop()
+        try:
+            down = httpx.get(url + "/readyz", timeout=10)
+            metrics = httpx.get(url + "/metrics", timeout=10).text
+            signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("blip")).slash(
+                "scale api-gateway 5",
+                user_id="U0ALICE",
+                user_name="alice",
+                channel_id=demo.OPS_CHANNEL_ID,
+                channel_name="payflow-ops",
+            )
+            ack = httpx.post(
+                url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5
+            )
+            said = slack.wait_for(
+                lambda s: [r for r in s.responses if "store is unreachable" in json.dumps(r.params)],
+                timeout=30,
+            )
+        finally:
+            redis_server.start()
+    finally:
+        _stop(proc)
+    assert down.status_code == 200, down.text  # still in the Service: it can answer Slack
+    body = down.json()
+    assert body["ready"] is True and body["jobs"] == "ok" and body["kubernetes"] == "ok"
+    assert body["redis"].startswith("unavailable")
+    assert 'payflow_dependency_up{dependency="redis"} 0.0' in metrics
+    assert 'payflow_dependency_up{dependency="kubernetes"} 1.0' in metrics
+    assert ack.status_code == 200
+    assert "store is unreachable, so nothing was done" in said[0].params["text"]
+    assert k8s_view.replicas("api-gateway-blue") == 3  # nothing done
+
+
+# ---------------------------------------------------------------- Socket Mode
+
+
+@pytest.fixture
+def socket_server() -> Iterator[SocketModeServer]:
+    server = SocketModeServer().start()
+    yield server
+    server.stop()
+
+
+def slash_envelope(text: str, envelope_id: str, response_url: str) -> dict[str, Any]:
+    return {
+        "envelope_id": envelope_id,
+        "type": "slash_commands",
+        "accepts_response_payload": True,
+        "payload": {
+            "token": "legacy",
+            "team_id": "T0PAYFLOW",
+            "team_domain": "payflow",
+            "channel_id": demo.OPS_CHANNEL_ID,
+            "channel_name": "payflow-ops",
+            "user_id": "U0ALICE",
+            "user_name": "alice",
+            "command": "/payflow",
+            "text": text,
+            "api_app_id": "A0PAYFLOW",
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        },
+    }
+
+
+def test_rejected_app_token_exits_at_once_with_a_clear_message(
+    slack, kubeconfig, tmp_path, redis_url, socket_server
+):
+    slack.app_token = APP_TOKEN
+    slack.socket_url = socket_server.url
+    settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN="xapp-1-revoked")
+    started = time.monotonic()
+    proc, _ = _start(settings, "--socket-mode")
+    try:
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        _stop(proc)
+    assert code == 3, err
+    assert time.monotonic() - started < 30  # not a retry every 10 s
+    assert "payflow-bot serve cannot start: Slack refused SLACK_APP_TOKEN (invalid_auth)" in err
+    assert "xapp-1-revoked" not in err and "Traceback" not in err
+    assert [c.response["error"] for c in slack.calls_to("apps.connections.open")] == ["invalid_auth"]
+    assert socket_server.connections == []
+
+
+def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
+    slack, kubeconfig, tmp_path, redis_url, socket_server, k8s_view
+):
+    slack.app_token = APP_TOKEN
+    slack.socket_url = socket_server.url
+    settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
+    proc, url = _start(settings, "--socket-mode")
+    try:
+        wait_until(lambda: _up(proc, url), 30, "serve to answer /healthz")
+        ready = httpx.get(url + "/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["socket"] == "ok", ready.text
+
+        socket_server.send(slash_envelope("scale api-gateway 5", "env-1", slack.response_url("sock")))
+        wait_until(lambda: socket_server.acks, 10, "the envelope's ack")
+        assert socket_server.acks[0]["envelope_id"] == "env-1"
+        post = slack.wait_for(lambda s: s.calls_to("chat.postMessage"), timeout=20)[0]
+        assert post.params["text"] == "<@U0ALICE> scaled api-gateway (blue) 3 → 5"
+        assert k8s_view.replicas("api-gateway-blue") == 5
+
+        # a command in flight when SIGTERM lands is finished, not dropped
+        socket_server.send(slash_envelope("scale api-gateway 4", "env-2", slack.response_url("sock")))
+        wait_until(lambda: len(socket_server.acks) == 2, 10, "the second ack")
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=DRAIN_BOUND + 5)
+        took = time.monotonic() - stopping
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        _stop(proc)
+    assert code in (0, -signal.SIGTERM), err
+    assert took < DRAIN_BOUND
+    wait_until(lambda: socket_server.close_codes, 5, "the server to see the close")
+    assert socket_server.close_codes == [1000]  # a close frame, not 1006
+    assert k8s_view.replicas("api-gateway-blue") == 4
+    assert "Traceback" not in err
+
+
+def test_readiness_follows_the_socket(slack, kubeconfig, tmp_path, redis_url, socket_server):
+    slack.app_token = APP_TOKEN
+    slack.socket_url = socket_server.url
+    settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
+    proc, url = _start(settings, "--socket-mode")
+    try:
+        wait_until(lambda: _up(proc, url), 30, "serve to answer /healthz")
+        assert httpx.get(url + "/readyz", timeout=5).json()["socket"] == "ok"
+        socket_server.refusing = True  # Slack away: reconnects fail
+        socket_server.drop_all()
+        wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, 15, "readiness to drop")
+        body = httpx.get(url + "/readyz", timeout=5).json()
+        assert body["ready"] is False and body["socket"].startswith("websocket not connected")
+        assert httpx.get(url + "/healthz", timeout=5).text == "ok"  # alive: the SDK reconnects
+
+        socket_server.refusing = False  # Slack back
+        wait_until(
+            lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200, 40, "readiness to return"
+        )
+    finally:
+        _stop(proc)
