@@ -126,8 +126,24 @@ def run_event_loop(main: Any) -> None:
         uvloop.run(main)
 
 
+def _needs_sandbox() -> None:
+    """The sandbox (and the console, which plays Slack with it) ship with a source checkout, not
+    with the production image: say so instead of an ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("sandbox") is None:
+        print(
+            "the sandbox and the console come with a source checkout (`make run`), not with the "
+            "production image; in the cluster run `payflow-bot serve`",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     import threading
+
+    _needs_sandbox()
 
     from sandbox.cluster import Cluster
     from sandbox.k8s_api import SandboxServer
@@ -148,6 +164,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    _needs_sandbox()
     from bot.console import run_console
 
     return run_console(sandbox=args.sandbox, as_user=args.as_user)

@@ -24,12 +24,22 @@ SLACK_API_URL = "https://slack.com/api/"
 
 
 class SlackError(Exception):
-    """Slack refused a call; `code` is Slack's error string, e.g. not_in_channel."""
+    """Slack refused a call; `code` is Slack's error string, e.g. not_in_channel. `str()` is fit to
+    show a user: what Slack said, or what to do about it when we know."""
 
-    def __init__(self, method: str, code: str):
-        super().__init__(f"Slack {method} failed: {code}")
+    def __init__(self, method: str, code: str, explanation: str | None = None):
+        super().__init__(explanation or f"Slack {method} failed: {code}")
         self.method = method
         self.code = code
+
+
+# Files are shared only where the bot is a member: `chat:write.public` lets it post messages in
+# public channels it has not joined, but not files (charts, long log excerpts).
+NOT_A_MEMBER = (
+    "Slack shares files only in channels the bot is a member of (chat:write.public covers "
+    "messages, not files): invite it with `/invite @payflow-bot` and ask again"
+)
+UPLOAD_ERRORS = {"not_in_channel": NOT_A_MEMBER, "channel_not_found": NOT_A_MEMBER}
 
 
 def make_client(token: str | None, base_url: str | None = None, timeout: int = 10) -> AsyncWebClient:
@@ -119,7 +129,8 @@ class SlackGateway:
                 **extra,
             )
         except SlackApiError as exc:
-            raise SlackError("files.upload", str(exc.response.get("error", "unknown_error"))) from None
+            code = str(exc.response.get("error", "unknown_error"))
+            raise SlackError("files.upload", code, UPLOAD_ERRORS.get(code)) from None
         files = resp.get("files") or [resp.get("file") or {}]
         return str(files[0].get("id", ""))
 
