@@ -4,14 +4,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SETUP_LOG := $(VENV)/setup.log
+LOCK_FLAGS := --python-version 3.11 --python-platform linux --generate-hashes --custom-compile-command "make lock" -q
 
-.PHONY: run test bench lint format system-deps sandbox serve clean
+.PHONY: run test bench lint format system-deps sandbox serve clean lock
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+# First run only: a bare venv, uv into it (by the system's pip when it can target another
+# interpreter, else the venv's own), then uv installs the project, its test tools and pip at the
+# versions of requirements.lock, the image's lock: seconds instead of pip's minutes. The
+# installers' output goes to .venv/setup.log and is shown only when something fails.
+$(STAMP): pyproject.toml requirements.lock
+	@echo "setting up $(VENV) (first run only; log in $(SETUP_LOG))" >&2
+	@$(PYTHON) -m venv --without-pip $(VENV)
+	@{ { $(PYTHON) -m pip --python $(BIN)/python install --disable-pip-version-check --quiet uv \
+	     || { $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip install --quiet uv; }; } \
+	   && $(BIN)/uv pip install --python $(BIN)/python --quiet -c requirements.lock -e '.[test]' pip; \
+	 } > $(SETUP_LOG) 2>&1 || { cat $(SETUP_LOG) >&2; echo "set-up failed: see above" >&2; exit 1; }
+	@touch $(STAMP)
+
+# Regenerate the hashed lock files after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	echo 'setuptools>=70.1' | $(BIN)/uv pip compile - $(LOCK_FLAGS) --no-annotate -o requirements-build.lock
 
 run: $(STAMP)
 	$(BIN)/payflow-bot console --sandbox
@@ -29,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/switch_latency.py
 	$(BIN)/python bench/hung_dependency.py
 	$(BIN)/python bench/audit_chain.py
+	$(BIN)/python bench/memory.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
