@@ -19,8 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.blocks import ACTION_PREFIX
@@ -46,6 +49,7 @@ _bolt_log.addFilter(_TokenFromClient())
 MAX_AGE_SECONDS = 300  # Slack's advice: refuse signatures older than five minutes (replays)
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")  # a URL as Slack sends it is printable ASCII
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,19 @@ def _is_str(value: Any, *, required: bool = False) -> bool:
     return isinstance(value, str) and bool(value) if required else value is None or isinstance(value, str)
 
 
+def _is_url(value: Any) -> bool:
+    """Absent, empty, or an absolute http(s) URL with a host: Slack's response_url is one."""
+    if value is None or value == "":
+        return True
+    if not isinstance(value, str) or _UNSAFE_URL.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("https", "http") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "https://[::1", a port out of range
+        return False
+
+
 def _is_dict(value: Any) -> bool:
     return value is None or isinstance(value, dict)
 
@@ -105,16 +122,20 @@ def payload_problem(body: Any, command: str) -> str | None:
             _is_str(body.get("user_id"), required=True) and _is_str(body.get("channel_id"), required=True)
         ):
             return "a slash command needs user_id and channel_id"
-        if not all(_is_str(body.get(k)) for k in ("text", "channel_name", "response_url")):
-            return "text, channel_name and response_url must be strings"
+        if not all(_is_str(body.get(k)) for k in ("text", "channel_name")):
+            return "text and channel_name must be strings"
+        if not _is_url(body.get("response_url")):
+            return "response_url is not an http(s) URL"
         return None
     if body.get("type") != "block_actions":
         return "neither a slash command nor a block_actions interaction"
     user, container, channel = body.get("user"), body.get("container"), body.get("channel")
     if not (isinstance(user, dict) and _is_str(user.get("id"), required=True)):
         return "user.id is missing or not a string"
-    if not (_is_dict(container) and _is_dict(channel) and _is_str(body.get("response_url"))):
-        return "container, channel or response_url has the wrong type"
+    if not (_is_dict(container) and _is_dict(channel)):
+        return "container or channel has the wrong type"
+    if not _is_url(body.get("response_url")):
+        return "response_url is not an http(s) URL"
     if not all(_is_str((container or {}).get(k)) for k in ("message_ts", "channel_id")):
         return "container.message_ts and container.channel_id must be strings"
     if not all(_is_str((channel or {}).get(k)) for k in ("id", "name")):
@@ -128,6 +149,24 @@ def payload_problem(body: Any, command: str) -> str | None:
     if not action["action_id"].startswith(ACTION_PREFIX):
         return "not one of this app's buttons"
     return None
+
+
+class WellFormed(AsyncMiddleware):
+    """`payload_problem` as Bolt middleware, for what arrives over the Socket Mode socket. A class,
+    not `@app.middleware`: Bolt builds a function middleware's arguments from the payload
+    (`body["actions"][0]` …) before the function runs, which is exactly what fails on bad input."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        problem = payload_problem(req.body, self.command)
+        if problem is not None:
+            log.warning("refused a Slack payload: %s", problem)
+            return BoltResponse(status=400, body=problem)
+        return await next()
 
 
 def invocation(command: dict[str, Any]) -> Invocation:
@@ -164,13 +203,7 @@ def build_bolt(
         logger=_bolt_log,
     )
 
-    @app.middleware
-    async def well_formed(body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
-        problem = payload_problem(body, command)
-        if problem is not None:
-            log.warning("refused a Slack payload: %s", problem)
-            return BoltResponse(status=400, body=problem)
-        return await next()
+    app.use(WellFormed(command))
 
     @app.command(command)
     async def on_command(ack: Any, command: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.alert_webhook import alertmanager_route
-from bot.app import SignatureCheck
+from bot.app import SignatureCheck, payload_problem
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ class BadRequest(Exception):
         self.status, self.reason, self.size = status, reason, size
 
 
+class ClientGone(Exception):
+    """The client closed the connection before sending the whole body: nobody to answer."""
+
+
 async def _read_body(receive: Receive, headers: dict[str, list[str]], body: bytearray) -> None:
     """Into `body`, refusing (413) as soon as it is larger than anything Slack sends."""
     declared = _one(headers, "content-length") or ""
@@ -50,6 +54,8 @@ async def _read_body(receive: Receive, headers: dict[str, list[str]], body: byte
         raise BadRequest(413, f"larger than {MAX_BODY} bytes", int(declared))
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         body += message.get("body", b"")
         if len(body) > MAX_BODY:
             raise BadRequest(413, f"larger than {MAX_BODY} bytes")
@@ -104,7 +110,9 @@ class SlackEndpoint:
 
     Every request is verified here, before its body is parsed: this endpoint cannot be built
     without a `SignatureCheck`, and only HTTP mode builds it (Socket Mode serves no Slack route).
-    A refused request costs one log line (reason, size, remote address), never its body. Bolt
+    A refused request costs one log line (reason, size, remote address), never its body; so does a
+    signed one that is not a well-formed slash command or click of this app (the same check as
+    the Bolt middleware that guards Socket Mode). Bolt
     gets the verified, parsed payload and dispatches; queued jobs start only after the response
     has been handed to the server (`Jobs.after_response`), and the time to the ack is recorded.
     Skipping the framework's request/response objects on this hot path keeps acks in single-digit ms.
@@ -134,9 +142,13 @@ class SlackEndpoint:
             )
             if rejection is not None:
                 raise BadRequest(rejection.status, rejection.reason)
-            request = self._bolt_request(
-                parse_slack_body(bytes(body), _one(headers, "content-type")), headers
-            )
+            payload = parse_slack_body(bytes(body), _one(headers, "content-type"))
+            problem = payload_problem(payload, self.runtime.settings.command)
+            if problem is not None:
+                raise BadRequest(400, problem)
+            request = self._bolt_request(payload, headers)
+        except ClientGone:
+            return
         except BadRequest as exc:
             size = exc.size if exc.size is not None else len(body)
             log.warning("refused a Slack request from %s: %s (%d bytes)", remote, exc.reason, size)
