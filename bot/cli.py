@@ -151,7 +151,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     catalog = _catalog(os.environ.get("PAYFLOW_CONFIG") or None)
     server = SandboxServer(seed(Cluster(), catalog), port=args.port).start()
-    path = server.write_kubeconfig(Path(args.kubeconfig))
+    path = server.write_kubeconfig(Path(args.kubeconfig), namespace=catalog.namespace).resolve()
     print(f"sandbox Kubernetes API on {server.url} (namespace {catalog.namespace})")
     print(f"kubeconfig written to {path}:  export KUBECONFIG={path}", flush=True)
     try:

@@ -733,11 +733,13 @@ def open_console(
             server = stack.enter_context(SandboxServer(cluster))
             wait_until_ready(cluster, catalog)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="payflow-console-")))
-            kubeconfig, store, context = str(server.write_kubeconfig(tmp / "kubeconfig")), MemoryStore(), None
+            kubeconfig = str(server.write_kubeconfig(tmp / "kubeconfig", namespace=catalog.namespace))
+            store, context = MemoryStore(), None
             print(f"sandbox cluster on {server.url}; embedded store; Slack played locally", file=out)
+            print(f"watch and poke it from another terminal:  export KUBECONFIG={kubeconfig}", file=out)
             from sandbox.prometheus import for_console
 
-            sandbox_prometheus = for_console(stack, server.url, catalog.slos.error_rate, out)
+            sandbox_prometheus = for_console(stack, server, catalog.slos.error_rate, out)
         else:
             print(
                 f"cluster from {kubeconfig}; store {'Redis' if env.redis_url else 'embedded'}; "

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -96,3 +97,34 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_stream(
+        self,
+        status: int,
+        content_type: str,
+        chunks: Iterator[bytes | None],
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """A chunked answer written as ``chunks`` yields; ``None`` is a tick on which a client that
+        hung up is noticed (it sends nothing while it reads a stream), which ends the stream."""
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if chunk is None:
+                    if select.select([self.connection], [], [], 0)[0]:
+                        return
+                    continue
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            log.debug("stream ended by the client", exc_info=True)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

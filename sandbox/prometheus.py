@@ -14,13 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
 from sandbox.local import free_port
+
+if TYPE_CHECKING:
+    from sandbox.apiserver.server import SandboxServer
 
 INSTALL_HINT = (
     "no `prometheus` binary on this machine: metrics, health figures and digests need one. "
@@ -41,10 +44,13 @@ class PrometheusServer:
         rules: dict | None = None,
         data_dir: str | Path | None = None,
         job: str = "payflow-sandbox",
+        ca_file: str | Path | None = None,
     ):
-        """`targets`: URLs whose `/metrics` is scraped (`http://127.0.0.1:6443`); `rules`: a
-        Prometheus rule file as a dict (alerting rules feed `ALERTS`)."""
+        """`targets`: URLs whose `/metrics` is scraped (`https://127.0.0.1:6443`); `ca_file`: the CA
+        that signed an https target's certificate (the sandbox's `ca_file`), verified on every
+        scrape; `rules`: a Prometheus rule file as a dict (alerting rules feed `ALERTS`)."""
         self.targets = list(targets)
+        self.ca_file = ca_file
         self.scrape_interval = scrape_interval
         self.rules = rules
         self.job = job
@@ -73,6 +79,7 @@ class PrometheusServer:
                     "metrics_path": "/metrics",
                     "scheme": urlsplit(self.targets[0]).scheme or "http",
                     "static_configs": [{"targets": [urlsplit(t).netloc for t in self.targets]}],
+                    **({"tls_config": {"ca_file": str(self.ca_file)}} if self.ca_file else {}),
                 }
             )
         config: dict = {
@@ -206,12 +213,16 @@ def alert_rules(error_ratio: float) -> dict:
     }
 
 
-def for_console(stack: contextlib.ExitStack, sandbox_url: str, error_ratio: float, out: TextIO) -> str | None:
+def for_console(
+    stack: contextlib.ExitStack, sandbox: SandboxServer, error_ratio: float, out: TextIO
+) -> str | None:
     """Start a private Prometheus scraping the sandbox for `make run`; None (and a hint) without one."""
     if not available():
         print(f"⚠️  {INSTALL_HINT}", file=out)
         return None
-    server = PrometheusServer([sandbox_url], scrape_interval="1s", rules=alert_rules(error_ratio))
+    server = PrometheusServer(
+        [sandbox.url], scrape_interval="1s", rules=alert_rules(error_ratio), ca_file=sandbox.ca_file
+    )
     stack.callback(server.close)
     try:
         server.start()

@@ -22,7 +22,7 @@ BAD_IMAGE = "payflow/api-gateway:v0.9.0-bad"
 
 @pytest.fixture
 def prometheus(sandbox):
-    server = PrometheusServer([sandbox.url], scrape_interval="1s").start()
+    server = PrometheusServer([sandbox.url], scrape_interval="1s", ca_file=sandbox.ca_file).start()
     server.wait_for('http_requests_total{service="api-gateway"}')
     yield server
     server.stop()

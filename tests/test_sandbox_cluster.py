@@ -186,7 +186,7 @@ def raw(
     data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=T) as resp:
+        with urllib.request.urlopen(req, timeout=T, context=server.ssl_context()) as resp:
             payload, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
     except urllib.error.HTTPError as err:
         payload, status, ctype = err.read(), err.code, err.headers.get("Content-Type", "")
@@ -650,7 +650,7 @@ def test_deleting_a_deployment_deletes_its_pods_and_a_deleted_pod_comes_back(kub
 
 
 def test_keep_alive_and_content_length(server: SandboxServer) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=T)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=T, context=server.ssl_context())
     try:
         for _ in range(3):
             conn.request(

@@ -24,7 +24,7 @@ def catalog(catalog: Catalog) -> Catalog:
 
 @pytest.fixture
 def scraping_prometheus(sandbox: SandboxServer) -> Iterator[PrometheusServer]:
-    server = PrometheusServer([sandbox.url], scrape_interval="1s").start()
+    server = PrometheusServer([sandbox.url], scrape_interval="1s", ca_file=sandbox.ca_file).start()
     server.wait_for('sum(rate(http_requests_total{service="api-gateway"}[1m])) > 0')
     yield server
     server.close()
@@ -44,10 +44,10 @@ def _body(answer) -> str:
 
 
 def test_the_exposition_follows_the_cluster(cluster, sandbox, k8s_view):  # k8s_view: pods are ready
-    first = httpx.get(f"{sandbox.url}/metrics", timeout=5)
+    first = httpx.get(f"{sandbox.url}/metrics", timeout=5, verify=sandbox.ssl_context())
     assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain; version=0.0.4")
     cluster.traffic.advance(cluster.now() + 10)  # ten more seconds of traffic
-    text = httpx.get(f"{sandbox.url}/metrics", timeout=5).text
+    text = httpx.get(f"{sandbox.url}/metrics", timeout=5, verify=sandbox.ssl_context()).text
     line = next(
         x
         for x in text.splitlines()
@@ -108,6 +108,7 @@ def test_health_with_one_dependency_down(chat, sandbox, scraping_prometheus, k8s
         json={"postgres": False},
         headers={"Authorization": f"Bearer {sandbox.token}"},
         timeout=5,
+        verify=sandbox.ssl_context(),
     )
     assert resp.json() == {"postgres": False, "redis": True, "rabbitmq": True}
     scraping_prometheus.wait_for("min(pg_up) == 0")
@@ -133,9 +134,15 @@ def test_the_dependency_knob_refuses_unknown_names(sandbox):
         json={"mysql": False},
         headers={"Authorization": f"Bearer {sandbox.token}"},
         timeout=5,
+        verify=sandbox.ssl_context(),
     )
     assert resp.status_code == 400 and "unknown dependencies ['mysql']" in resp.json()["message"]
     assert (
-        httpx.post(f"{sandbox.url}/sandbox/dependencies", json={"postgres": False}, timeout=5).status_code
+        httpx.post(
+            f"{sandbox.url}/sandbox/dependencies",
+            json={"postgres": False},
+            timeout=5,
+            verify=sandbox.ssl_context(),
+        ).status_code
         == 401
     )

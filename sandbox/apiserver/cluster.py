@@ -40,6 +40,7 @@ from sandbox.apiserver.selectors import (
 )
 from sandbox.apiserver.storage import Store, WriteRecord
 from sandbox.apiserver.summary import summarize
+from sandbox.apiserver.watch import HISTORY, WatchCache
 
 
 class Cluster:
@@ -58,12 +59,14 @@ class Cluster:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
+        watch_history: int = HISTORY,
     ) -> None:
         env = os.environ if env is None else env
         self.lock = threading.RLock()
         self._clock = clock
         self.store = Store(clock, seed)
         self.events = EventRecorder(self.store)
+        self.watches = WatchCache(self.store, watch_history)
         if ready_delay is None:
             ready_delay = float(env.get("SANDBOX_READY_DELAY") or DEFAULT_READY_DELAY)
         self.kubelet = Kubelet(self.store, self.events, ready_delay)

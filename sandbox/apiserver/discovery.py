@@ -20,7 +20,7 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 
-_VERBS = ["create", "delete", "get", "list", "patch", "update"]
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 SHORT_NAMES = {
     "Deployment": ["deploy"],
     "Service": ["svc"],
@@ -70,7 +70,7 @@ def resource_list(group_version: str) -> dict[str, Any]:
                 "singularName": info.kind.lower(),
                 "namespaced": info.namespaced,
                 "kind": info.kind,
-                "verbs": _VERBS if info.namespaced else ["get", "list", "create", "delete"],
+                "verbs": _VERBS if info.namespaced else ["get", "list", "watch", "create", "delete"],
                 "shortNames": SHORT_NAMES.get(info.kind, []),
             }
         )

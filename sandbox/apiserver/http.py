@@ -5,13 +5,17 @@ bearer-token authentication, and answers as the real server shapes them."""
 from __future__ import annotations
 
 import hmac
-from typing import Any
+import threading
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sandbox.apiserver import discovery
+from sandbox.apiserver import discovery, watch
 from sandbox.apiserver.admin import admin
 from sandbox.apiserver.cluster import Cluster
-from sandbox.apiserver.kinds import KINDS, ApiError, KindInfo
+from sandbox.apiserver.kinds import JSON, KINDS, ApiError, KindInfo
+from sandbox.apiserver.selectors import parse_field_selector, parse_label_selector
+from sandbox.apiserver.tables import table, wants_table
 from sandbox.apiserver.wire import (
     Query,
     Response,
@@ -26,15 +30,35 @@ from sandbox.apiserver.wire import (
 )
 
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class RequestRecord(NamedTuple):
+    """One API request as RBAC sees it (``kubectl auth can-i`` terms)."""
+
+    verb: str  # get, list, watch, create, update, patch, delete
+    group: str  # "" for the core group
+    resource: str  # plural
+    subresource: str  # "" when none
+    namespace: str  # "" for cluster-scoped or all-namespaces requests
 
 
 class SandboxApp:
     """Request routing, kept apart from the socket plumbing so it can be reasoned about alone."""
 
-    def __init__(self, cluster: Cluster, token: str, server_address: str) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        token: str,
+        server_address: str,
+        stop: threading.Event | None = None,
+        record: list[RequestRecord] | None = None,
+    ) -> None:
         self.cluster = cluster
         self.token = token
         self.server_address = server_address
+        self._stop = stop or threading.Event()
+        self._record = record
 
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> Response:
         url = urlsplit(target)
@@ -79,22 +103,28 @@ class SandboxApp:
         if rest[0] == "namespaces" and group_version == "v1" and len(rest) <= 2:
             info = KINDS["Namespace"]
             if len(rest) == 1:
-                return self._collection(method, info, None, query, body)
+                self._note(method, info, None, "", query, collection=True)
+                return self._collection(method, info, None, query, headers, body)
+            self._note(method, info, None, "", query)
             return self._item(method, info, None, rest[1], query, headers, body)
         if rest[0] == "namespaces":
             if len(rest) < 3:
                 raise not_found_path()
             ns, info = rest[1], kind_for(group_version, rest[2])
             if len(rest) == 3:
-                return self._collection(method, info, ns, query, body)
+                self._note(method, info, ns, "", query, collection=True)
+                return self._collection(method, info, ns, query, headers, body)
             if len(rest) == 4:
+                self._note(method, info, ns, "", query)
                 return self._item(method, info, ns, rest[3], query, headers, body)
+            self._note(method, info, ns, rest[4], query)
             return self._subresource(method, info, ns, rest[3], rest[4], rest[5:], query, headers, body)
         if len(rest) == 1:
             info = kind_for(group_version, rest[0])
             if method != "GET":
                 raise method_not_allowed(method)
-            return self._list(info, None, query)
+            self._note(method, info, None, "", query, collection=True)
+            return self._list(info, None, query, headers)
         raise not_found_path()
 
     @staticmethod
@@ -103,26 +133,38 @@ class SandboxApp:
             raise method_not_allowed(method)
         return response
 
-    def _collection(self, method: str, info: KindInfo, ns: str | None, query: Query, body: bytes) -> Response:
+    def _note(
+        self, method: str, info: KindInfo, ns: str | None, sub: str, query: Query, *, collection: bool = False
+    ) -> None:
+        if self._record is None:
+            return
+        verb = _VERBS.get(method)
+        if verb is None:
+            verb = ("watch" if query_bool(query, "watch") else "list") if collection else "get"
+        self._record.append(RequestRecord(verb, info.group, info.plural, sub, ns or ""))
+
+    def _collection(
+        self, method: str, info: KindInfo, ns: str | None, query: Query, headers: Any, body: bytes
+    ) -> Response:
         if method == "GET":
-            return self._list(info, ns, query)
+            return self._list(info, ns, query, headers)
         if method == "POST":
             obj = json_body(body)
             created = self.cluster.create(info.kind, obj, namespace=ns, dry_run=self._dry_run(query))
             return Response.json(201, created)
         raise method_not_allowed(method)
 
-    def _list(self, info: KindInfo, ns: str | None, query: Query) -> Response:
+    def _list(self, info: KindInfo, ns: str | None, query: Query, headers: Any) -> Response:
+        as_table = wants_table(headers.get("Accept"))
+        include = self._include_object(query)
+        labels, fields = query_str(query, "labelSelector"), query_str(query, "fieldSelector")
         if query_bool(query, "watch"):
-            raise ApiError(405, "MethodNotAllowed", "watch is not supported by the PayFlow sandbox")
+            return self._watch(info, ns, query, labels, fields, as_table, include)
         with self.cluster.lock:  # items and list resourceVersion from one snapshot
-            items = self.cluster.list(
-                info.kind,
-                ns,
-                label_selector=query_str(query, "labelSelector"),
-                field_selector=query_str(query, "fieldSelector"),
-            )
+            items = self.cluster.list(info.kind, ns, label_selector=labels, field_selector=fields)
             rv = self.cluster.resource_version
+        if as_table:
+            return Response.json(200, table(info, items, rv, self._wall_now(), include))
         return Response.json(
             200,
             {
@@ -132,6 +174,58 @@ class SandboxApp:
                 "items": items,
             },
         )
+
+    def _watch(
+        self,
+        info: KindInfo,
+        ns: str | None,
+        query: Query,
+        labels: str | None,
+        fields: str | None,
+        as_table: bool,
+        include: str,
+    ) -> Response:
+        flt = watch.Filter(info, ns, parse_label_selector(labels), parse_field_selector(fields))
+        rv_param = query_str(query, "resourceVersion") or ""
+        if rv_param not in ("", "0") and not rv_param.isdigit():
+            raise ApiError.bad_request(f"invalid resourceVersion: {rv_param!r}")
+        timeout = query_int(query, "timeoutSeconds")
+        if timeout is not None and timeout < 0:
+            raise ApiError.bad_request("timeoutSeconds must not be negative")
+        cache = self.cluster.watches
+        with self.cluster.lock:  # the initial objects and the position in the history agree
+            initial = self.cluster.list(info.kind, ns, label_selector=labels, field_selector=fields)
+            current = int(self.cluster.resource_version)
+        start = current if rv_param in ("", "0") else int(rv_param)
+
+        def render(obj: JSON) -> JSON:
+            if not as_table:
+                return obj
+            return table(info, [obj], obj["metadata"].get("resourceVersion", ""), self._wall_now(), include)
+
+        cache.acquire()
+        events = watch.stream(
+            cache,
+            flt,
+            initial,
+            start,
+            rv_param in ("", "0"),
+            render=render,
+            timeout=float(timeout) if timeout else watch.DEFAULT_TIMEOUT_SECONDS,
+            bookmarks=query_bool(query, "allowWatchBookmarks"),
+            stop=self._stop,
+        )
+        return Response(200, b"", "application/json", stream=events)
+
+    @staticmethod
+    def _include_object(query: Query) -> str:
+        include = query_str(query, "includeObject") or "Metadata"
+        if include not in ("None", "Metadata", "Object"):
+            raise ApiError.bad_request(f'includeObject: Unsupported value: "{include}"')
+        return include
+
+    def _wall_now(self) -> datetime:
+        return datetime.fromtimestamp(self.cluster.now() + self.cluster.store.wall_offset, tz=UTC)
 
     def _item(
         self,
@@ -145,7 +239,13 @@ class SandboxApp:
     ) -> Response:
         dry_run = self._dry_run(query)
         if method == "GET":
-            return Response.json(200, self.cluster.get(info.kind, ns, name))
+            obj = self.cluster.get(info.kind, ns, name)
+            if wants_table(headers.get("Accept")):
+                rv = obj["metadata"].get("resourceVersion", "")
+                return Response.json(
+                    200, table(info, [obj], rv, self._wall_now(), self._include_object(query))
+                )
+            return Response.json(200, obj)
         if method == "PUT":
             return Response.json(
                 200, self.cluster.replace(info.kind, ns, name, json_body(body), dry_run=dry_run)

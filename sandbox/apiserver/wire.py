@@ -4,6 +4,7 @@ query parameters and bodies that turn bad input into 400 ``Status`` answers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes | None] | None = None  # a watch: chunks as they happen (None = a tick)
 
     @classmethod
     def json(cls, status: int, payload: Any) -> Response:
