@@ -163,7 +163,8 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
-        self._stop.set()  # ends open watches at their next tick
+        self._stop.set()  # ends open watches, woken here
+        self.cluster.watches.wake()
         if self._threads:
             self._httpd.shutdown()
         self._httpd.server_close()

@@ -98,6 +98,11 @@ class WatchCache:
             if self.latest_rv <= rv:
                 self._cond.wait(timeout)
 
+    def wake(self) -> None:
+        """Let every waiting watch look at its stop flag now."""
+        with self._cond:
+            self._cond.notify_all()
+
     def acquire(self) -> None:
         with self._cond:
             if self._open >= MAX_WATCHES:
