@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
+from sandbox.apiserver.server import ca_from_kubeconfig  # noqa: E402
 from sandbox.local import child_pids, free_port, redis_command, serve_process, wait_until  # noqa: E402
 from sandbox.prometheus import PrometheusServer  # noqa: E402
 from sandbox.slack_api import SlackApiStub  # noqa: E402
@@ -79,7 +80,11 @@ def main() -> None:
             )
         )
         wait_until(kubeconfig.exists, 20, "the sandbox's kubeconfig")
-        prometheus = PrometheusServer([f"http://127.0.0.1:{sandbox_port}"], scrape_interval="1s").start()
+        prometheus = PrometheusServer(
+            [f"https://127.0.0.1:{sandbox_port}"],
+            scrape_interval="1s",
+            ca_file=ca_from_kubeconfig(kubeconfig, tmp / "sandbox-ca.crt"),
+        ).start()
         prometheus.wait_for('http_requests_total{service="api-gateway"}')
         catalog = tmp / "payflow.yaml"
         catalog.write_text(

@@ -90,6 +90,16 @@ class _HTTPServer(TrackingServer):
         super().__init__(address, _Handler)
 
 
+def ca_from_kubeconfig(kubeconfig: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write the CA a kubeconfig carries (``certificate-authority-data``) to `target`: for a
+    client that takes a file, of a sandbox running in another process (``payflow-bot sandbox``)."""
+    config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8"))
+    data = config["clusters"][0]["cluster"]["certificate-authority-data"]
+    path = Path(target)
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
 class SandboxServer:
     """The sandbox cluster on ``https://127.0.0.1:<port>``; binds at construction so the URL
     (and a kubeconfig) is known before ``start()``.
@@ -200,12 +210,15 @@ class SandboxServer:
         }
 
     def write_kubeconfig(self, path: str | os.PathLike[str], namespace: str | None = None) -> Path:
-        """Write a kubeconfig for this server (mode 0600: it holds the bearer token)."""
+        """Write a kubeconfig for this server (mode 0600: it holds the bearer token). Atomic: a
+        process waiting for the file to exist never reads half of it."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        partial = target.with_name(f".{target.name}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yaml.safe_dump(self.kubeconfig(namespace), fh, sort_keys=False)
+        os.replace(partial, target)
         return target
 
     def __enter__(self) -> Self:
