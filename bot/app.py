@@ -29,7 +29,7 @@ from slack_bolt.response import BoltResponse
 from bot.blocks import ACTION_PREFIX
 from bot.dispatch import Dispatcher, Invocation
 from bot.jobs import Jobs
-from bot.slack import MessageRef, SlackGateway
+from bot.slack import MessageRef, SlackGateway, outgoing
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def build_bolt(
         if accepted.ack is None:
             await ack()
         else:
-            await ack(text=accepted.ack.text, blocks=accepted.ack.blocks)
+            await ack(**outgoing(accepted.ack))  # usage errors echo input: redacted like any message
         if accepted.job is not None:
             jobs.submit(accepted.job)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.blocks import escape
 from bot.config import Catalog
+from bot.redact import redact
 from bot.roles import Role
 
 MAX_TEXT = 500
@@ -71,8 +72,9 @@ class CommandSpec:
 
 
 def shown(word: str, limit: int = 40) -> str:
-    """User input as we echo it back: short, on one line, unable to ping or link anyone."""
-    word = " ".join(word.split()).replace("`", "'")
+    """User input as we echo it back: short, on one line, unable to ping or link anyone, and
+    redacted before it is cut (a card cut to 12 digits would no longer be recognised)."""
+    word = redact(" ".join(word.split()).replace("`", "'"))
     return escape(word if len(word) <= limit else word[: limit - 1] + "…")
 
 

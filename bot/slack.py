@@ -7,7 +7,7 @@ after Retry-After by slack_sdk; nothing else is retried, so a message is never p
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -16,7 +16,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.blocks import Message
 from bot.messages import MessageRef
-from bot.redact import redact, redact_blocks
+from bot.redact import redact, redact_file, redact_payload
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,17 @@ def make_client(token: str | None, base_url: str | None = None, timeout: int = 1
     return client
 
 
-def _payload(message: Message) -> dict:
-    payload: dict = {"text": redact(message.text)}
+def outgoing(message: Message) -> dict:
+    """A message as it may leave for Slack: every string in it (text, blocks, button values, URLs)
+    through the one redaction point. Posts, updates, ephemeral replies, response_url answers and
+    the slash command's ack (bot/app.py) all take this; uploads take `redact_file`."""
+    payload: dict = {"text": message.text}
     if message.blocks:
-        payload["blocks"] = redact_blocks(message.blocks)
-    return payload
+        payload["blocks"] = message.blocks
+    return cast(dict, redact_payload(payload))
+
+
+_payload = outgoing  # the name the delivery code below uses
 
 
 class SlackGateway:
@@ -114,10 +120,11 @@ class SlackGateway:
         comment: str | None = None,
         thread_ts: str | None = None,
     ) -> str:
-        """Share a file (a chart, a long log excerpt) through Slack's three-step upload; text files
-        are redacted like messages. Returns the file ID."""
-        if isinstance(content, str):
-            content = redact(content).encode()
+        """Share a file (a chart, a long log excerpt) through Slack's three-step upload; text in
+        any encoding is redacted like messages, binary content (a PNG) goes byte for byte.
+        Returns the file ID."""
+        content = redact_file(content)
+        filename, title = redact(filename), redact(title) if title else None
         extra = {"thread_ts": thread_ts} if thread_ts else {}
         try:
             resp = await self.client.files_upload_v2(

@@ -13,7 +13,7 @@ import re
 
 from bot.commands import Logs
 from bot.kube import KubeError, Unreachable
-from bot.redact import redact
+from bot.redact import redact_lines
 from bot.slack import SlackError
 from bot.views import LogExcerpt, Notice, Reply
 from handlers.base import Context, Refused, live_color
@@ -85,7 +85,7 @@ async def show_logs(cmd: Logs, ctx: Context) -> Reply:
             entries += _parse(text, label)
     entries.sort(key=lambda e: e[0])  # stable: lines of one instant keep their pod's order
     lines = [line for _, line in entries if not cmd.errors_only or "ERROR" in line][-cmd.lines :]
-    clean = [redact(line) for line in lines]
+    clean = redact_lines(lines)  # as one text: a key logged over several lines is seen whole
     view = LogExcerpt(
         private=True,
         service=cmd.service,
