@@ -94,23 +94,62 @@ def _card_end_zero_padded(run: str, i: int) -> int | None:
     return i + 1 if stripped != run and _is_card(stripped) else None
 
 
+_HEX_TOKEN = re.compile(r"[0-9A-Fa-f]+")
+_ID_KEY = re.compile(r"(?i)(?:trace|span|parent)[_.-]?id[\"']?[ \t]*[=:][ \t]*[\"']?$")
+
+
+def _not_a_card_here(text: str, start: int, end: int) -> bool:
+    """Digits inside a hash or hex ID (git SHA, image digest, hex trace ID), or a decimal trace
+    ID under its key (Datadog's 64-bit IDs have up to 20 digits): never card numbers."""
+    if _ID_KEY.search(text, max(0, start - 24), start):
+        return True
+    if not (
+        (start and text[start - 1] in "abcdefABCDEF") or (end < len(text) and text[end] in "abcdefABCDEF")
+    ):
+        return False
+    left = start
+    while left and text[left - 1] in "0123456789abcdefABCDEF":
+        left -= 1
+    token = _HEX_TOKEN.match(text, left)
+    return (
+        token is not None and token.end() - left >= 24 and not text[token.end() : token.end() + 1].isalnum()
+    )
+
+
+def _glued_suffix(run: str) -> int | None:
+    """Where a card starts inside a run glued to a word (`ref7` + card): the longest suffix that
+    is a card. Only for runs glued to letters: a free-standing long number (an epoch in
+    microseconds, a Luhn-invalid order ID) has suffixes that pass Luhn one time in ten."""
+    for start in range(1, len(run) - 12):
+        if len(run) - start <= 19 and _is_card(run[start:]):
+            return start
+    return None
+
+
 def _card(match: re.Match[str]) -> str:
     """Redact every card inside a run of digit groups: `txn 42 4111 1111 1111 1111` must not
     hide the card behind the number in front of it (the run as a whole fails the Luhn check)."""
     run = match.group(0)
     if sum(c.isdigit() for c in run) < 13:
         return run
+    text, start = match.string, match.start()
+    if _not_a_card_here(text, start, match.end()):
+        return run
     parts = _SPLIT.split(run)
     groups, separators = parts[0::2], parts[1::2]
+    glued = start > 0 and (text[start - 1].isalpha() or text[start - 1] == "_")
     out: list[str] = []
     i = 0
     while i < len(groups):
         end = _card_end(groups, i)
-        if end is None:
+        if end is not None:
+            out.append(CARD)
+        elif i == 0 and glued and 13 < len(groups[0]) <= 23 and (cut := _glued_suffix(groups[0])):
+            out.append(groups[0][:cut] + CARD)
+            end = 1
+        else:
             out.append(groups[i])
             end = i + 1
-        else:
-            out.append(CARD)
         if end < len(groups):
             out.append(separators[end - 1])
         i = end

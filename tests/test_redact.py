@@ -1,64 +1,148 @@
-"""Nothing sensitive reaches Slack: the redactor on a corpus of real-looking lines, and the
-Slack gateway applying it to every outgoing message."""
+"""Nothing sensitive leaves: the redactor on the corpus (tests/support/redact_corpus.py), files in
+any encoding, and the Slack gateway applying it to every message and upload it sends."""
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import struct
+import zlib
 
 import pytest
 
 from bot.blocks import Message
-from bot.redact import luhn_valid, redact
-from bot.slack import SlackGateway, make_client
+from bot.redact import luhn_valid, redact, redact_file, redact_lines, redact_payload
+from bot.slack import SlackGateway, make_client, outgoing
+from sandbox import demo
 from sandbox.slack_api import SlackApiStub
+from tests.support.redact_corpus import HARMLESS, JWT, PEM_BODY, SENSITIVE
 
-JWT = (
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIiwiaWF0IjoxNzAwMDAwMDAwfQ.c2lnbmF0dXJlLWJ5dGVz"
-)
 
-SENSITIVE = [
-    ("charge ok card=4111111111111111 amount=12.50", "4111111111111111"),
-    ("card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
-    ("pan 5500-0000-0000-0004 exp 12/29", "5500-0000-0000-0004"),
-    ("amex 378282246310005", "378282246310005"),
-    ("maestro 6759649826438453 (19-digit ok) 6011000990139424", "6011000990139424"),
-    (f"auth header=Bearer {JWT}", JWT),
-    (f"token issued {JWT} for user 42", JWT),
-    ("Authorization: Bearer abcDEF0123456789xyz", "abcDEF0123456789xyz"),
-    ("connecting with password=hunter2!", "hunter2!"),
-    ('config {"secret": "topsecretvalue"}', "topsecretvalue"),
-    ("DATABASE_URL=postgres://payflow:Sup3rS3cret@postgres-0:5432/payflow", "Sup3rS3cret"),
-    ("amqp://guest:guestpass@rabbitmq:5672/", "guestpass"),
-    ("slack token xoxb-1234567890-abcdefghij leaked", "xoxb-1234567890-abcdefghij"),
-]
-
-HARMLESS = [
-    "order 4111111111111112 not a card (Luhn fails)",
-    "txn id 1234567890123 took 12 ms",
-    "2026-11-26T09:00:00Z INFO GET /health 200 3ms",
-    "request_id=550e8400-e29b-41d4-a716-446655440000 user_id=1234567",
-    "amount 1500000 cents; phone +1 415 555 0100",
-    "ts 1764147600.000200 rv 1234567",
-]
+def test_the_corpus_is_big_enough_to_mean_something():
+    assert len(SENSITIVE) >= 100 and len(HARMLESS) >= 30
 
 
 @pytest.mark.parametrize(("line", "secret"), SENSITIVE)
-def test_sensitive_values_are_removed(line, secret):
+def test_sensitive_values_are_removed_and_a_second_pass_changes_nothing(line, secret):
     out = redact(line)
     assert secret not in out
     assert "[REDACTED" in out
+    assert redact(out) == out
+    assert out.count("\n") == line.count("\n")
 
 
 @pytest.mark.parametrize("line", HARMLESS)
-def test_ordinary_numbers_are_untouched(line):
+def test_harmless_lines_come_out_byte_for_byte(line):
     assert redact(line) == line
+
+
+def test_a_redacted_password_keeps_the_json_around_it():
+    """The old redactor ate the `}` on the second pass."""
+    once = redact('{"password":"x"}')
+    assert once == '{"password":"[REDACTED]"}' and redact(once) == once
+    assert redact("{password=x}") == "{password=[REDACTED]}"
 
 
 def test_luhn():
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
 
 
-def test_gateway_redacts_everything_it_posts():
+def test_a_card_number_shows_no_digit_at_all():
+    """Not even the last four: with the order ID and the time next to it they identify the payment."""
+    assert redact("card 4001 6307 4185 2961 declined") == "card [REDACTED card] declined"
+
+
+def test_a_key_logged_line_by_line_is_redacted_across_interleaved_pods():
+    lines = ["a1 INFO boot", "a1 INFO -----BEGIN OPENSSH PRIVATE KEY-----"]
+    lines += [f"a1 INFO {body}" for body in PEM_BODY[:2]]
+    lines += ["b2 INFO GET /health 200 3ms"]  # another pod, in the middle of the key
+    lines += [f"a1 INFO {body}" for body in PEM_BODY[2:]]
+    lines += ["a1 INFO -----END OPENSSH PRIVATE KEY----- loaded", "a1 INFO ready"]
+
+    out = redact_lines(lines)
+
+    assert len(out) == len(lines)
+    assert out[0] == "a1 INFO boot" and out[-1] == "a1 INFO ready"
+    assert out[-2] == "[REDACTED private key] loaded"
+    assert not any(body in line for body in PEM_BODY for line in out)
+    assert redact_lines(out) == out
+
+
+def test_an_unclosed_key_stops_where_key_material_stops():
+    text = "-----BEGIN EC PRIVATE KEY-----\n" + "\n".join(PEM_BODY) + "\nINFO [api] ready to serve traffic."
+    out = redact(text).split("\n")
+    assert out[-1] == "INFO [api] ready to serve traffic."
+    assert set(out[:-1]) == {"[REDACTED private key]"}
+
+
+def test_payload_redacts_every_string_but_structure():
+    blocks = [
+        {
+            "type": "actions",
+            "block_id": "b1",
+            "elements": [{"type": "button", "action_id": "payflow:x", "value": "4111111111111111"}],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"jwt {JWT}"}},
+    ]
+    out = redact_payload({"channel": "C1", "ts": "1764147600.000200", "blocks": blocks})
+    assert out == {
+        "channel": "C1",
+        "ts": "1764147600.000200",
+        "blocks": [
+            {
+                "type": "actions",
+                "block_id": "b1",
+                "elements": [{"type": "button", "action_id": "payflow:x", "value": "[REDACTED card]"}],
+            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": "jwt [REDACTED jwt]"}},
+        ],
+    }
+    assert outgoing(Message("pan 4111111111111111")) == {"text": "pan [REDACTED card]"}
+
+
+def _png(text_chunk: bytes) -> bytes:
+    """A real 1×1 PNG with a tEXt chunk: bytes that must leave untouched."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    raw = zlib.compress(b"\x00\xff\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tEXt", text_chunk) + chunk(b"IDAT", raw)
+
+
+LOG = "INFO card 4111 1111 1111 1111 password=hunter2 café ✓\n"
+
+
+@pytest.mark.parametrize(
+    ("encoded", "encoding"),
+    [
+        (LOG.encode(), "utf-8"),
+        (codecs.BOM_UTF8 + LOG.encode(), "utf-8-sig"),
+        (codecs.BOM_UTF16_LE + LOG.encode("utf-16-le"), "utf-16"),
+        (codecs.BOM_UTF16_BE + LOG.encode("utf-16-be"), "utf-16"),
+        (LOG.encode("utf-16-le"), "utf-16-le"),
+        (codecs.BOM_UTF32_LE + LOG.encode("utf-32-le"), "utf-32"),
+        (LOG.replace("✓", "").encode("latin-1"), "latin-1"),
+    ],
+)
+def test_text_files_in_any_encoding_are_redacted_and_keep_their_encoding(encoded, encoding):
+    out = redact_file(encoded)
+    text = out.decode(encoding)
+    assert "4111" not in text and "hunter2" not in text
+    assert "[REDACTED card]" in text and "café" in text
+    assert out[:4] == encoded[:4] or not encoded.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE))
+    assert redact_file(out) == out
+
+
+def test_binary_files_leave_byte_for_byte():
+    png = _png(b"Software\x00matplotlib 4111111111111111")
+    assert redact_file(png) == png
+    assert redact_file(b"\x00\x01\x02\xff" * 100) == b"\x00\x01\x02\xff" * 100
+
+
+def test_gateway_redacts_everything_it_sends_and_leaves_binary_files_intact():
+    png = _png(b"Comment\x00chart")
     with SlackApiStub(bot_token="xoxb-t") as stub:
         gateway = SlackGateway(make_client("xoxb-t", stub.api_url))
         message = Message(
@@ -67,11 +151,24 @@ def test_gateway_redacts_everything_it_posts():
         )
 
         async def go() -> None:
-            ref = await gateway.post("#payflow-ops", message)
+            ref = await gateway.post(demo.OPS_CHANNEL_ID, message)
             await gateway.update(ref, message)
+            await gateway.ephemeral(demo.OPS_CHANNEL_ID, "U0ALICE", message)
             await gateway.respond(stub.response_url("r"), message)
+            await gateway.upload(
+                demo.OPS_CHANNEL_ID,
+                "pan-4111111111111111.log",
+                codecs.BOM_UTF16_LE + LOG.encode("utf-16-le"),
+                title="password=pw1",
+                comment="for 4111111111111111",
+            )
+            await gateway.upload(demo.OPS_CHANNEL_ID, "chart.png", png)
 
         asyncio.run(go())
         sent = repr([c.params for c in stub.calls]) + repr([c.params for c in stub.responses])
-        assert "4111" not in sent and JWT not in sent and "pw1" not in sent
-        assert sent.count("[REDACTED card]") == 3
+        files = list(stub.uploads.values())
+    assert "4111" not in sent and JWT not in sent and "pw1" not in sent
+    assert sent.count("[REDACTED card]") >= 6
+    text = files[0].decode("utf-16")
+    assert "4111" not in text and "hunter2" not in text and "[REDACTED card]" in text
+    assert files[1] == png
