@@ -58,16 +58,15 @@ def _is_card(number: str) -> bool:
     return 13 <= len(number) <= 19 and bool(_CARD_PREFIX.match(number)) and luhn_valid(number)
 
 
-# Digit groups joined by at most three separator characters; `_card` decides what is a card.
-# A run needs 13 digits, so ordinary numbers never reach the callback.
-_SEP = r"[ \t.+_\-]{1,3}"
-_CARD_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEP}[0-9]+)*")
-_SPLIT = re.compile(rf"({_SEP})")
+# Digit groups and separators, at least 13 characters from digit to digit; `_card` decides.
+_SEPARATORS = " \t.+_-"
+_SPLIT = re.compile(r"([ \t.+_\-]+)")
 
 
-def _card_end(groups: list[str], i: int) -> int | None:
+def _card_end(groups: list[str], separators: list[str], i: int) -> int | None:
     """The end of the longest card starting at group `i`: one unbroken number, or (as card schemes
-    print them) a four-digit first group followed by groups of 3–6, the last one 1–6 digits."""
+    print them) a four-digit first group followed by groups of 3–6, the last one 1–6 digits, at
+    most three separator characters between groups."""
     first = groups[i]
     if len(first) >= 13:
         if _is_card(first):
@@ -79,7 +78,7 @@ def _card_end(groups: list[str], i: int) -> int | None:
     for j in range(i + 1, len(groups)):
         size = len(groups[j])
         digits += size
-        if size > 6 or digits > 19:
+        if size > 6 or digits > 19 or len(separators[j - 1]) > 3:
             break
         if digits >= 13 and _is_card("".join(groups[i : j + 1])):
             best = j + 1
@@ -94,7 +93,8 @@ def _card_end_zero_padded(run: str, i: int) -> int | None:
     return i + 1 if stripped != run and _is_card(stripped) else None
 
 
-_HEX_TOKEN = re.compile(r"[0-9A-Fa-f]+")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_LETTERS = frozenset("abcdefABCDEF")
 _ID_KEY = re.compile(r"(?i)(?:trace|span|parent)[_.-]?id[\"']?[ \t]*[=:][ \t]*[\"']?$")
 
 
@@ -103,16 +103,17 @@ def _not_a_card_here(text: str, start: int, end: int) -> bool:
     ID under its key (Datadog's 64-bit IDs have up to 20 digits): never card numbers."""
     if _ID_KEY.search(text, max(0, start - 24), start):
         return True
-    if not (
-        (start and text[start - 1] in "abcdefABCDEF") or (end < len(text) and text[end] in "abcdefABCDEF")
-    ):
+    if not ((start and text[start - 1] in _HEX_LETTERS) or (end < len(text) and text[end] in _HEX_LETTERS)):
         return False
-    left = start
-    while left and text[left - 1] in "0123456789abcdefABCDEF":
+    left, right = start, end
+    while left and text[left - 1] in _HEX:
         left -= 1
-    token = _HEX_TOKEN.match(text, left)
+    while right < len(text) and text[right] in _HEX:
+        right += 1
     return (
-        token is not None and token.end() - left >= 24 and not text[token.end() : token.end() + 1].isalnum()
+        right - left >= 24
+        and not (left and text[left - 1].isalnum())
+        and not text[right : right + 1].isalnum()
     )
 
 
@@ -126,14 +127,11 @@ def _glued_suffix(run: str) -> int | None:
     return None
 
 
-def _card(match: re.Match[str]) -> str:
+def _card(text: str, start: int, end: int) -> str:
     """Redact every card inside a run of digit groups: `txn 42 4111 1111 1111 1111` must not
     hide the card behind the number in front of it (the run as a whole fails the Luhn check)."""
-    run = match.group(0)
-    if sum(c.isdigit() for c in run) < 13:
-        return run
-    text, start = match.string, match.start()
-    if _not_a_card_here(text, start, match.end()):
+    run = text[start:end]
+    if _not_a_card_here(text, start, end):
         return run
     parts = _SPLIT.split(run)
     groups, separators = parts[0::2], parts[1::2]
@@ -141,199 +139,291 @@ def _card(match: re.Match[str]) -> str:
     out: list[str] = []
     i = 0
     while i < len(groups):
-        end = _card_end(groups, i)
-        if end is not None:
+        stop = _card_end(groups, separators, i)
+        if stop is not None:
             out.append(CARD)
         elif i == 0 and glued and 13 < len(groups[0]) <= 23 and (cut := _glued_suffix(groups[0])):
             out.append(groups[0][:cut] + CARD)
-            end = 1
+            stop = 1
         else:
             out.append(groups[i])
-            end = i + 1
-        if end < len(groups):
-            out.append(separators[end - 1])
-        i = end
+            stop = i + 1
+        if stop < len(groups):
+            out.append(separators[stop - 1])
+        i = stop
     return "".join(out)
-
-
-# Magnetic stripe: sensitive authentication data, never to be kept after authorisation, so the
-# whole track goes (name, expiry, service code, discretionary data with CVV1/PVV), not just the PAN.
-_TRACK1 = re.compile(r"%?B([0-9]{13,19})\^[^^\n]{0,26}\^[0-9]{0,4}[^?\s]{0,80}\??")
-_TRACK2 = re.compile(r";?(?<![0-9])([0-9]{13,19})[=D][0-9]{4}[0-9A-Za-z]{0,40}\??")
-
-
-def _track(match: re.Match[str]) -> str:
-    return TRACK if _is_card(match.group(1)) else match.group(0)
 
 
 # ---------------------------------------------------------------- keys, tokens, credentials
 
+# Every rule is its own regex starting with a literal or a small set of characters, so that the
+# regex engine skips ahead in C to where a match can start: one merged alternation, or a
+# lookbehind in front, makes it try every position (ten times slower, bench/redact.py).
+_NOT_MARK = r"(?!\[redacted)"  # in rules that scan the lower-cased text
 _PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_BODY = re.compile(r"(?:^|\s)(?:[A-Za-z0-9+/=]{1,100}|(?:Proc-Type|DEK-Info|Comment):.*)\s*$|^\s*$")
 _PEM_MAX_LINES = 120  # an 8192-bit RSA key is ~100 lines: past that an unclosed block is over
 
-# Shapes that are secrets wherever they appear, whatever key they sit under.
-_TOKENS: list[_Rule] = [
-    (re.compile(r"xox(?:[abposre]|e\.xox[bp])-[A-Za-z0-9-]{8,}"), TOKEN),  # Slack bot/user/refresh
-    (re.compile(r"xapp-[0-9]-[A-Za-z0-9-]{8,}"), TOKEN),  # Slack app-level (Socket Mode)
-    (
-        re.compile(r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/-]{8,}"),
-        r"\1" + REDACTED,
-    ),
-    (re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{8,}"), TOKEN),  # Stripe secret
-    (re.compile(r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9]{8,}"), TOKEN),  # Stripe webhook signing secret
-    (
-        re.compile(
-            r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}"
-        ),
-        TOKEN,
-    ),
-    (re.compile(r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), TOKEN),
-    (re.compile(r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_-]{20,}"), TOKEN),  # GitLab
-    (re.compile(r"AIza[0-9A-Za-z_-]{35}"), TOKEN),  # Google API key
-    (re.compile(r"(?<![A-Za-z0-9])ya29\.[0-9A-Za-z_-]{20,}"), TOKEN),  # Google OAuth access token
-    (re.compile(r"GOCSPX-[0-9A-Za-z_-]{20,}"), TOKEN),  # Google OAuth client secret
-    (re.compile(r"(?<![A-Za-z0-9])npm_[A-Za-z0-9]{36}"), TOKEN),
-    (re.compile(r"(?<![A-Za-z0-9])SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"), TOKEN),  # SendGrid
-    (re.compile(r"(?<![A-Za-z0-9])sq0(?:atp|csp)-[A-Za-z0-9_-]{20,}"), TOKEN),  # Square
-    (re.compile(r"access_token\$(?:production|sandbox)\$[0-9a-z]{8,}\$[0-9a-f]{16,}"), TOKEN),  # Braintree
-    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[REDACTED jwt]"),
+
+def _edge(literal: str) -> str:
+    """`literal` with no letter or digit right before it; the check comes after the literal, so
+    the regex engine can still search for the literal in C."""
+    return rf"{re.escape(literal)}(?<![A-Za-z0-9]{re.escape(literal)})"
+
+
+_TOKENS = [
+    r"xox(?:[abposre]|e\.xox[bp])-[A-Za-z0-9-]{8,}",  # Slack bot/user/refresh tokens
+    r"xapp-[0-9]-[A-Za-z0-9-]{8,}",  # Slack app-level (Socket Mode) tokens
+    _edge("sk_") + r"(?:live|test)_[A-Za-z0-9]{8,}",  # Stripe secret keys
+    _edge("rk_") + r"(?:live|test)_[A-Za-z0-9]{8,}",  # Stripe restricted keys
+    _edge("whsec_") + r"[A-Za-z0-9]{8,}",  # Stripe webhook signing secrets
+    # AWS access key IDs
+    r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA)(?<![A-Z0-9]....)[A-Z0-9]{16}",
+    r"gh[pousr]_(?<![A-Za-z0-9]gh[pousr]_)[A-Za-z0-9]{30,}",  # GitHub
+    _edge("github_pat_") + r"[A-Za-z0-9_]{30,}",
+    _edge("glpat-") + r"[A-Za-z0-9_-]{20,}",  # GitLab
+    r"AIza[0-9A-Za-z_-]{35}",  # Google API keys
+    _edge("ya29.") + r"[0-9A-Za-z_-]{20,}",  # Google OAuth access tokens
+    r"GOCSPX-[0-9A-Za-z_-]{20,}",  # Google OAuth client secrets
+    _edge("npm_") + r"[A-Za-z0-9]{36}",
+    _edge("SG.") + r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",  # SendGrid
+    _edge("sq0") + r"(?:atp|csp)-[A-Za-z0-9_-]{20,}",  # Square
+    r"access_token\$(?:production|sandbox)\$[0-9a-z]{8,}\$[0-9a-f]{16,}",  # Braintree
 ]
 
-# user:password@ in any URL; the user may be empty (redis://:pw@host) and an unescaped @ inside
-# the password must not leave its tail behind, so the match runs to the last @ before the host.
-_URL_CREDENTIALS = re.compile(
-    r"\b([a-z][a-z0-9+.-]{0,30}://)([^:/@\s]{0,256}):([^/\s]{1,256})@(?=[^@/\s]*(?:[/\s?#]|$))",
-    re.IGNORECASE,
-)
-
-_NOT_MARK = r"(?!\[REDACTED)"
-# Authorization headers of any scheme (Bearer, Basic, Token, Digest, AWS4-HMAC-SHA256 …): a
-# one-token scheme stays readable with its credential gone; anything else goes to the end of the
-# field, since Digest and AWS4 carry their secrets in comma-separated parameters.
-_AUTH_HEADER = re.compile(
-    r"(?i)((?:proxy-)?authorization(?:&quot;|\\?[\"'])?[ \t]*+[:=][ \t]*+)(&quot;|\\?[\"'])?([^\n]+)"
-)
-_ONE_TOKEN_SCHEME = re.compile(
-    r"(?i)(bearer|basic|token|apikey|api-key|key|negotiate|ntlm|dpop|ssws|sso-key)([ \t]+)(\S+)(.*)"
-)
-_BEARER = re.compile(rf"(?i)\b(bearer[ \t]++){_NOT_MARK}([A-Za-z0-9._~+/-]{{8,}}=*)")
-_COOKIE = re.compile(rf"(?i)\b((?:set-)?cookie[ \t]*+:[ \t]*+){_NOT_MARK}([^\n]+)")
-
-# Words that make a key secret, however it is prefixed (DB_PASSWORD, authToken, client_secret …).
 _STRONG = (
     r"password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
     r"secret[_-]?key|credentials?|signature|session[_-]?id|"
     r"card[_-]?number|card[_-]?no|cc[_-]?num(?:ber)?|primary[_-]?account[_-]?number|"
     r"cvv2?|cvc2?|cav2|security[_-]?code|pin[_-]?block|track[_-]?[12]|track[_-]?data"
 )
-# Short words that must stand on their own (`pan=` but not `span=`, `cardPan=`, `pin` not `spin`).
+# Short words that must stand on their own or start a camelCase word (`pan=`, `cardPan=`; not
+# `span=`, `spin=`): checked against the original case in `_key_value`.
 _WEAK = r"pan|pin|pwd|pass|csc|otp"
-_KEY = rf"(?:{_STRONG}|(?<![A-Za-z0-9])(?:{_WEAK})|(?<=[a-z])(?-i:Pan|Pin|Pwd|Pass|Csc|Otp))"
 _QUOTE = r"(?:&quot;|\\?[\"'])"
-_KEY_VALUE = re.compile(
-    rf"(?i)({_KEY}{_QUOTE}?[ \t]*(?:=>|[=:])[ \t]*)"
-    r"(\\\"(?:[^\"\\\n]|\\[^\"\n])*+\\\"|\"(?:[^\"\\\n]|\\.)*+\"|'[^'\n]*+'"
-    r"|&quot;(?:(?!&quot;)[^\n])*+&quot;|(?:&quot;|\\?[\"'])?[^\s,;&\"'<>]++)"
+# _STRONG and _WEAK as a trie by first letter: the engine tries six branches, not thirty.
+_KV_KEY = (
+    r"(?:p(?:ass(?:word|wd|phrase)|rivate[_-]?key|rimary[_-]?account[_-]?number|in[_-]?block)"
+    r"|s(?:ecret(?:[_-]?key)?|ignature|ession[_-]?id|ecurity[_-]?code)"
+    r"|t(?:oken|rack[_-]?(?:[12]|data))"
+    r"|a(?:pi[_-]?key|ccess[_-]?key)"
+    r"|c(?:redentials?|ard[_-]?(?:number|no)|c[_-]?num(?:ber)?|vv2?|vc2?|av2)"
+    r"|(?P<weak>p(?:an|in|wd|ass)|csc|otp))"
 )
-# `--password VALUE`, `--db-token VALUE`, `-p VALUE` right after mysql/sshpass.
-_CLI_FLAG = re.compile(
-    rf"(?i)((?<![\w-])--?[A-Za-z0-9_-]{{0,30}}(?:{_STRONG}|(?<![A-Za-z0-9])(?:{_WEAK}))[ \t]++)"
-    rf"{_NOT_MARK}(?!-)(\S++)"
-)
-_MYSQL_P = re.compile(
-    rf"\b((?:mysql\w{{0,10}}|sshpass)\b[^\n]{{0,200}}?[ \t]-p[ \t]?+){_NOT_MARK}([^\s-]\S*+)"
-)
-# <Password>…</Password>, <ns:ApiToken>…</…>, <CardNumber>…, also HTML-escaped (&lt;Password&gt;).
-_XML = re.compile(
-    rf"(?i)((?:<|&lt;)(?:[\w.-]{{1,40}}:)?[\w.-]{{0,40}}(?:{_STRONG}|(?<![A-Za-z0-9])(?:{_WEAK}))[\w.-]{{0,40}}"
-    r"(?:\s[^<>\n]{0,200})?(?:>|&gt;))"
-    r"((?:(?!&lt;)[^<\n])++)"
+_ONE_TOKEN_SCHEME = re.compile(
+    r"(?i)(bearer|basic|token|apikey|api-key|key|negotiate|ntlm|dpop|ssws|sso-key)([ \t]+)(\S+)(.*)"
 )
 
-# Keys and secret keys with no label (an AWS secret key, a PEM body line out of its block): a long
-# base64 run mixing cases and digits. Hex (git SHAs, digests, trace IDs), UUIDs, pod names and
-# paths (one '/' in ten characters or more) do not qualify.
-_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_.-])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/=_-])")
+
+def _span(match: re.Match[str], text: str, group: str | int) -> str:
+    start, end = match.span(group)
+    return text[start:end] if start >= 0 else ""
 
 
-def _base64(match: re.Match[str]) -> str:
+def _track(match: re.Match[str], text: str) -> str:
+    return TRACK if _is_card(match.group("pan")) else match.group(0)
+
+
+def _whole(marker: str) -> Callable[[re.Match[str], str], str]:
+    return lambda match, text: marker
+
+
+def _head(match: re.Match[str], text: str) -> str:
+    """Keep the key (original case), drop what follows it."""
+    return _span(match, text, "head") + REDACTED
+
+
+def _mysql(match: re.Match[str], text: str) -> str:
+    head = _span(match, text, "head")
+    return _span(match, text, 0) if head.rstrip().endswith("-P") else head + REDACTED  # -P is a port
+
+
+def _card_run(match: re.Match[str], text: str) -> str:
+    """A run of digits and separators, maybe with a track 2 tail (`=YYMM…` right after the PAN)."""
+    start, end = match.span("run")
+    run = text[start:end]
+    tail = _span(match, text, "tail")
+    if tail and run.isdigit() and _is_card(run):
+        return TRACK
+    digits = len(run) - sum(run.count(c) for c in _SEPARATORS)
+    clean = run if digits < 13 else _card(text, start, end)
+    return clean + (_scan(_CARD_RUN, tail, tail, _card_run) if tail else "")
+
+
+def _base64(match: re.Match[str], text: str) -> str:
+    """Hex (git SHAs, digests, trace IDs), UUIDs, pod names and paths (a '/' in every ten
+    characters or more) do not qualify; such a run may still hide a card."""
     run = match.group(0)
-    if run.count("/") * 10 > len(run) or run.startswith("/"):
-        return run
-    has = (any(c.isupper() for c in run), any(c.islower() for c in run), any(c.isdigit() for c in run))
-    return SECRET if all(has) else run
+    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+    if mixed and run.count("/") * 10 <= len(run) and not run.startswith("/"):
+        return SECRET
+    return _scan(_CARD_RUN, run, run, _card_run)  # digits glued to letters: `PAN4111…`
 
 
-def _value(match: re.Match[str]) -> str:
-    """Keep the key and the quotes, drop the value; a value that is already a marker stays."""
-    head, value = match.group(1), match.group(2)
-    for quote_ in ('\\"', '"', "'", "&quot;"):
-        if len(value) >= 2 * len(quote_) and value.startswith(quote_) and value.endswith(quote_):
-            inner = value[len(quote_) : -len(quote_)]
-            if not inner or inner.startswith(_MARK):
-                return match.group(0)
-            return f"{head}{quote_}{REDACTED}{quote_}"
-    if value.startswith(_MARK):
-        return match.group(0)
-    tail = ""
-    for close, open_ in ((")", "("), ("]", "["), ("}", "{")):  # `{password=x}`: keep the brace
-        while value.endswith(close) and value.count(close) > value.count(open_):
-            value, tail = value[:-1], close + tail
-    return f"{head}{REDACTED}{tail}" if value else match.group(0)
-
-
-def _second(marker: str) -> Callable[[re.Match[str]], str]:
-    def replace(match: re.Match[str]) -> str:
-        return match.group(1) + marker
-
-    return replace
-
-
-def _auth(match: re.Match[str]) -> str:
-    """In a quoted field (JSON, a repr) the credentials end at the closing quote, elsewhere at
-    the end of the line."""
-    quote_, rest = match.group(2) or "", match.group(3)
-    head, tail = match.group(1) + quote_, ""
+def _auth(match: re.Match[str], text: str) -> str:
+    """In a quoted field (JSON, a repr) the credentials end at the closing quote, elsewhere at the
+    end of the line; a one-token scheme stays readable."""
+    quote_, rest = _span(match, text, "quote"), _span(match, text, "rest")
+    head, tail = _span(match, text, "head") + quote_, ""
     if quote_ and quote_ in rest:
         rest, tail = rest[: rest.index(quote_)], rest[rest.index(quote_) :]
     if rest.startswith(_MARK):
-        return match.group(0)
+        return head + rest + tail
     one = _ONE_TOKEN_SCHEME.fullmatch(rest)
     if one is None:
         return head + REDACTED + tail
     if one.group(3).startswith(_MARK):
-        return match.group(0)
+        return head + rest + tail
     return f"{head}{one.group(1)}{one.group(2)}{REDACTED}{one.group(4)}{tail}"
 
 
-_TRACKS: list[_Rule] = [(_TRACK1, _track), (_TRACK2, _track)]
-_RULES: list[_Rule] = [
-    *_TOKENS,
-    (_URL_CREDENTIALS, r"\1\2:" + REDACTED.replace("\\", "\\\\") + "@"),
-    (_AUTH_HEADER, _auth),
-    (_BEARER, _second(REDACTED)),
-    (_COOKIE, _second(REDACTED)),
-    (_CLI_FLAG, _second(REDACTED)),
-    (_MYSQL_P, _second(REDACTED)),
-    (_XML, _second(REDACTED)),
-    (_KEY_VALUE, _value),
-    (_CARD_RUN, _card),
-    (_BASE64_RUN, _base64),
+def _key_value(match: re.Match[str], text: str) -> str:
+    """Keep the key and the quotes, drop the value; a value that is already a marker stays."""
+    whole = _span(match, text, 0)
+    weak = match.start("weak")
+    if weak > 0 and text[weak - 1].isalnum() and not (text[weak].isupper() and text[weak - 1].islower()):
+        return whole  # `span=`, `spin:`: not a key of ours
+    head, value = _span(match, text, "head"), _span(match, text, "value")
+    for quote_ in ('\\"', '"', "'", "&quot;"):
+        if len(value) >= 2 * len(quote_) and value.startswith(quote_) and value.endswith(quote_):
+            inner = value[len(quote_) : -len(quote_)]
+            if not inner or inner.startswith(_MARK):
+                return whole
+            return f"{head}{quote_}{REDACTED}{quote_}"
+    if value.startswith(_MARK):
+        return whole
+    tail = ""
+    for close, open_ in ((")", "("), ("]", "["), ("}", "{")):  # `{password=x}`: keep the brace
+        while value.endswith(close) and value.count(close) > value.count(open_):
+            value, tail = value[:-1], close + tail
+    return f"{head}{REDACTED}{tail}" if value else whole
+
+
+_Replace = Callable[[re.Match[str], str], str]
+
+# Magnetic stripe: sensitive authentication data, never to be kept after authorisation, so the
+# whole track goes (name, expiry, service code, discretionary data), not just the PAN.
+_TRACKS: list[tuple[re.Pattern[str], _Replace]] = [
+    (re.compile(r"[%B](?:(?<=%)B)?(?P<pan>[0-9]{13,19})\^[^^\n]{0,26}\^[0-9]{0,4}[^?\s]{0,80}\??"), _track),
+    (re.compile(r";(?P<pan>[0-9]{13,19})[=D][0-9]{4}[0-9A-Za-z]{0,40}\??"), _track),
 ]
+_CARD_RUN = re.compile(
+    r"(?P<run>[0-9](?<![0-9][0-9])[0-9 \t.+_\-]{11,}[0-9])(?P<tail>[=D][0-9]{4}[0-9A-Za-z]{0,40}\??)?"
+)
+
+# (pattern, replacement, scans the lower-cased text): in order.
+_RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
+    *((pattern, replace, False) for pattern, replace in _TRACKS),
+    (
+        re.compile(
+            r"(?P<head>hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/-]{8,}"
+        ),
+        _head,
+        False,
+    ),
+    *((re.compile(shape), _whole(TOKEN), False) for shape in _TOKENS),
+    (
+        re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+        _whole("[REDACTED jwt]"),
+        False,
+    ),
+    # user:password@ in any URL; the user may be empty (redis://:pw@host) and an unescaped @ inside
+    # the password must not leave its tail behind: the match runs to the last @ before the host.
+    (
+        re.compile(r"(?P<head>://[^:/@\s]{0,256}:)[^/\s]{1,256}@(?=[^@/\s]*(?:[/\s?#]|$))"),
+        lambda match, text: _head(match, text) + "@",
+        False,
+    ),
+    # Authorization of any scheme (Bearer, Basic, Token, Digest, AWS4-HMAC-SHA256 …)
+    (
+        re.compile(
+            rf"(?P<head>authorization{_QUOTE}?[ \t]*+[:=][ \t]*+)(?P<quote>{_QUOTE})?(?P<rest>[^\n]+)"
+        ),
+        _auth,
+        True,
+    ),
+    (re.compile(rf"(?P<head>cookie[ \t]*+:[ \t]*+){_NOT_MARK}[^\n]+"), _head, True),
+    (re.compile(rf"(?P<head>bearer[ \t]++){_NOT_MARK}[a-z0-9._~+/-]{{8,}}=*"), _head, True),
+    # `--password VALUE`, `--db-token VALUE`
+    (
+        re.compile(
+            rf"(?P<head>-(?<![\w-]-)-?[a-z0-9_-]{{0,30}}(?:{_STRONG}|(?<![a-z0-9])(?:{_WEAK}))[ \t]++)"
+            rf"{_NOT_MARK}(?!-)\S++"
+        ),
+        _head,
+        True,
+    ),
+    # `-p VALUE` right after mysql or sshpass
+    *(
+        (re.compile(rf"(?P<head>{tool}\b[^\n]{{0,200}}?[ \t]-p[ \t]?+){_NOT_MARK}[^\s-]\S*+"), _mysql, True)
+        for tool in (r"mysql\w{0,10}", "sshpass")
+    ),
+    # <Password>…</Password>, <ns:ApiToken>…, <CardNumber>…, also HTML-escaped (&lt;Password&gt;)
+    (
+        re.compile(
+            rf"(?P<head>(?:<|&lt;)(?:[\w.-]{{1,40}}:)?[\w.-]{{0,40}}(?:{_STRONG}|(?<![a-z0-9])(?:{_WEAK}))"
+            rf"[\w.-]{{0,40}}(?:\s[^<>\n]{{0,200}})?(?:>|&gt;))(?:(?!&lt;)[^<\n])++"
+        ),
+        _head,
+        True,
+    ),
+    # key=value, key: value, "key": "value", key => 'value', map[key:value] …
+    (
+        re.compile(
+            rf"(?P<head>{_KV_KEY}{_QUOTE}?[ \t]*(?:=>|[=:])[ \t]*)"
+            r"(?P<value>\\\"(?:[^\"\\\n]|\\[^\"\n])*+\\\"|\"(?:[^\"\\\n]|\\.)*+\"|'[^'\n]*+'"
+            r"|&quot;(?:(?!&quot;)[^\n])*+&quot;|(?:&quot;|\\?[\"'])?[^\s,;&\"'<>]++)"
+        ),
+        _key_value,
+        True,
+    ),
+    (_CARD_RUN, _card_run, False),
+    # A key or secret key with no label (an AWS secret key, a PEM line out of its block).
+    (
+        re.compile(
+            r"[A-Za-z0-9+/](?<![A-Za-z0-9+/_.\-][A-Za-z0-9+/])[A-Za-z0-9+/]{39,}={0,2}(?![A-Za-z0-9+/=_-])"
+        ),
+        _base64,
+        False,
+    ),
+]
+
+
+def _scan(pattern: re.Pattern[str], scanned: str, text: str, replace: _Replace) -> str:
+    """`pattern.sub` where matching runs on `scanned` (the text lower-cased, same length) and
+    replacements are built from `text`; `text` itself when nothing matched."""
+    out: list[str] = []
+    last = 0
+    for match in pattern.finditer(scanned):
+        out.append(text[last : match.start()])
+        out.append(replace(match, text))
+        last = match.end()
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def _lower(text: str) -> str:
+    """Lower-cased, with the same length (`"İ".lower()` has two characters)."""
+    low = text.lower()
+    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
 
 
 # ---------------------------------------------------------------- whole text
 
-_PERCENT_TOKEN = re.compile(r"[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*)+")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_SPACE = re.compile(r"\s")
 _KEEP_IN_URL = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
-def _percent(match: re.Match[str]) -> str:
+def _percent(token: str) -> str:
     """URL-encoded text (`%22pan%22%3A%224111…`, query strings, form bodies) is decoded, redacted
     and put back; readable where it was redacted, escapes kept for what must not be raw (%0A)."""
-    token = match.group(0)
     decoded = token
     for _ in range(3):  # double encoding, but bounded
         again = unquote(decoded, errors="replace")
@@ -342,6 +432,26 @@ def _percent(match: re.Match[str]) -> str:
         decoded = again
     clean = _redact_plain(decoded)
     return token if clean == decoded else quote(clean, safe=_KEEP_IN_URL)
+
+
+def _percent_tokens(text: str) -> str:
+    """Every whitespace-delimited token holding a %XX escape, through `_percent`."""
+    out: list[str] = []
+    last = 0
+    for escape_ in _ESCAPE.finditer(text):
+        if escape_.start() < last:
+            continue  # inside a token already done
+        start = escape_.start()
+        while start > last and not text[start - 1].isspace():
+            start -= 1
+        space = _SPACE.search(text, escape_.end())
+        end = space.start() if space else len(text)
+        out += [text[last:start], _percent(text[start:end])]
+        last = end
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _pem_lines(text: str) -> str:
@@ -374,17 +484,24 @@ def _pem_lines(text: str) -> str:
 def _redact_plain(text: str) -> str:
     if "PRIVATE KEY" in text:
         text = _pem_lines(text)
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
+    low = None
+    for pattern, replace, lowered in _RULES:
+        if lowered:
+            low = _lower(text) if low is None else low
+            redacted = _scan(pattern, low, text, replace)
+        else:
+            redacted = _scan(pattern, text, text, replace)
+        if redacted is not text:
+            text, low = redacted, None
     return text
 
 
 def redact(text: str) -> str:
     """`text` with card data and credentials replaced by `[REDACTED …]` markers; same lines."""
-    for pattern, replacement in _TRACKS:  # before URL decoding: `%B4111…^` is not an escape
-        text = pattern.sub(replacement, text)
-    if "%" in text:
-        text = _PERCENT_TOKEN.sub(_percent, text)
+    if "%" in text:  # track 1 starts with `%B`: not an escape, so tracks go first
+        for pattern, replace in _TRACKS:
+            text = _scan(pattern, text, text, replace)
+        text = _percent_tokens(text)
     return _redact_plain(text)
 
 
