@@ -31,7 +31,7 @@ MB = 1 << 20
 def realistic_log(pods: int, lines: int, seed: int = 7) -> list[str]:
     """What the logs handler redacts: lines labelled by pod, ~1 % of them sensitive."""
     rand = random.Random(seed)
-    routes = ("GET /health 200", "POST /api/v1/payments 201", "GET /api/v1/payments/{id} 200", "GET /metrics 200")
+    routes = ("GET /health 200", "POST /api/v1/payments 201", "GET /api/v1/payments/{id} 200")
     sensitive = [line for line, _ in SENSITIVE if "\n" not in line]
     out: list[str] = []
     for i in range(pods * lines):
@@ -141,7 +141,8 @@ def main() -> None:
     print(f"| {'redactor':<22} | {'leaks':>5} | {'false pos.':>10} | {'idempotent':>10} | {'MB/s':>7} |")
     print(f"|{'-' * 24}|{'-' * 7}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
     leaks, fps, idem, rate = ours(log)
-    print(f"| {'bot/redact.py':<22} | {leaks:>5} | {fps:>10} | {'yes' if idem else 'NO':>10} | {rate:>7.1f} |")
+    idem_word = "yes" if idem else "NO"
+    print(f"| {'bot/redact.py':<22} | {leaks:>5} | {fps:>10} | {idem_word:>10} | {rate:>7.1f} |")
     theirs = detect_secrets_figures(log)
     if isinstance(theirs, str):
         print(f"| {'detect-secrets':<22} | {theirs}")
