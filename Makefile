@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hung_dependency.py
 	$(BIN)/python bench/audit_chain.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/redact.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

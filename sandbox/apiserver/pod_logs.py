@@ -22,6 +22,9 @@ LEAKY_LINES = (  # what `leaky_logs` mixes in: the kinds of secrets real payment
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLWJ5dGVz",
     "ERROR {prefix} db reconnect failed: postgres://payflow:Sup3rS3cret@postgres-0:5432/payflow",
     "INFO  {prefix} loaded settings redis_password=hunter2 api_key=sk_live_51Habc123 order={n}",
+    "WARN  {prefix} 3ds callback PAN4001630741852961 body=%22cvv%22%3A%22123%22 txn {n}",
+    "DEBUG {prefix} pos swipe %B4001630741852961^DOE/JOHN^2512101000000000000000? txn {n}",
+    "DEBUG {prefix} psp call Authorization: Token 9f8e7d6c5b4a39281706 key AKIAIOSFODNN7EXAMPLE",
 )
 
 
