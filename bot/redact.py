@@ -20,8 +20,10 @@ Properties the tests hold it to:
 
 from __future__ import annotations
 
+import base64
 import codecs
 import re
+import unicodedata
 from collections.abc import Callable
 from urllib.parse import quote, unquote
 
@@ -211,6 +213,8 @@ _KV_KEY = (
     r"|c(?:redentials?|ard[_-]?(?:number|no)|c[_-]?num(?:ber)?|vv2?|vc2?|av2)"
     r"|(?P<weak>p(?:an|in|wd|ass)|csc|otp))"
 )
+# SECRET_KEY_BASE=, password_hash:, token_b64= are the secret too; password_policy= is not.
+_KEY_SUFFIX = r"(?:[_.-]?(?:base|value|b64|base64|raw|plain|hash|enc|encrypted|str|string|text))?"
 _ONE_TOKEN_SCHEME = re.compile(
     r"(?i)(bearer|basic|token|apikey|api-key|key|negotiate|ntlm|dpop|ssws|sso-key)([ \t]+)(\S+)(.*)"
 )
@@ -232,6 +236,15 @@ def _whole(marker: str) -> Callable[[re.Match[str], str], str]:
 def _head(match: re.Match[str], text: str) -> str:
     """Keep the key (original case), drop what follows it."""
     return _span(match, text, "head") + REDACTED
+
+
+def _basic(match: re.Match[str], text: str) -> str:
+    head, start = _span(match, text, "head"), match.end("head")
+    try:
+        decoded = base64.b64decode(text[start : match.end()], validate=True)
+    except ValueError:
+        return _span(match, text, 0)
+    return head + REDACTED if b":" in decoded and decoded.isascii() else _span(match, text, 0)
 
 
 def _mysql(match: re.Match[str], text: str) -> str:
@@ -345,6 +358,16 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
     ),
     (re.compile(rf"(?P<head>cookie[ \t]*+:[ \t]*+){_NOT_MARK}[^\n]+"), _head, True),
     (re.compile(rf"(?P<head>bearer[ \t]++){_NOT_MARK}[a-z0-9._~+/-]{{8,}}=*"), _head, True),
+    # `Basic dXNlcjpwYXNz` without its header: only when it decodes to user:password
+    (re.compile(rf"(?P<head>basic[ \t]++){_NOT_MARK}[a-z0-9+/]{{8,}}={{0,2}}(?![a-z0-9+/=])"), _basic, True),
+    # SQL: CREATE USER … IDENTIFIED BY 'secret'
+    (
+        re.compile(
+            rf"(?P<head>identified[ \t]+by[ \t]+(?:password[ \t]+)?){_NOT_MARK}(?:'[^'\n]*'|\"[^\"\n]*\"|\S+)"
+        ),
+        _head,
+        True,
+    ),
     # `--password VALUE`, `--db-token VALUE`
     (
         re.compile(
@@ -371,7 +394,7 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
     # key=value, key: value, "key": "value", key => 'value', map[key:value] …
     (
         re.compile(
-            rf"(?P<head>{_KV_KEY}{_QUOTE}?[ \t]*(?:=>|[=:])[ \t]*)"
+            rf"(?P<head>{_KV_KEY}{_KEY_SUFFIX}{_QUOTE}?[ \t]*(?:=>|[=:])[ \t]*)"
             r"(?P<value>\\\"(?:[^\"\\\n]|\\[^\"\n])*+\\\"|\"(?:[^\"\\\n]|\\.)*+\"|'[^'\n]*+'"
             r"|&quot;(?:(?!&quot;)[^\n])*+&quot;|(?:&quot;|\\?[\"'])?[^\s,;&\"'<>]++)"
         ),
@@ -489,11 +512,51 @@ def _redact_plain(text: str) -> str:
         if lowered:
             low = _lower(text) if low is None else low
             redacted = _scan(pattern, low, text, replace)
+        elif pattern is _CARD_RUN and not text.isascii():
+            redacted = _cards_in_unicode(text)
         else:
             redacted = _scan(pattern, text, text, replace)
         if redacted is not text:
             text, low = redacted, None
     return text
+
+
+class _AsciiDigits(dict[int, int]):
+    """A `str.translate` table, filled as characters come: any decimal digit (fullwidth ４, Arabic-
+    Indic ٤ …) to its ASCII digit, any space or dash (no-break space, en dash) to ' ' or '-',
+    invisible format characters (zero-width space) to ' '; one character for one."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        digit = unicodedata.decimal(char, None)
+        category = unicodedata.category(char)
+        if digit is not None:
+            value = ord("0") + digit
+        elif category == "Zs" or category == "Cf":
+            value = ord(" ")
+        elif category == "Pd":
+            value = ord("-")
+        else:
+            value = code
+        self[code] = value
+        return value
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def _cards_in_unicode(text: str) -> str:
+    """Cards written with other digits or separators: found on an ASCII view of the same length,
+    the original text kept wherever nothing was redacted."""
+    view = text.translate(_ASCII_DIGITS)
+    if view == text:
+        return _scan(_CARD_RUN, text, text, _card_run)
+
+    def replace(match: re.Match[str], original: str) -> str:
+        out = _card_run(match, view)
+        return original[match.start() : match.end()] if out == match.group(0) else out
+
+    return _scan(_CARD_RUN, view, text, replace)
 
 
 def redact(text: str) -> str:

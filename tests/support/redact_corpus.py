@@ -75,6 +75,16 @@ def _cards() -> list[tuple[str, str]]:
         ("INFO  [html] &quot;pan&quot;:&quot;4001630741852961&quot;", visa),
         ('INFO  [esc] {\\"pan\\":\\"4001630741852961\\"}', visa),
         ("INFO  [txn] amex 3782-822463-10005 ok", "3782-822463-10005"),
+        (
+            "INFO  [txn] fullwidth ４００１ ６３０７ ４１８５ ２９６１ digits",
+            "４００１ ６３０７ ４１８５ ２９６１",
+        ),
+        (
+            "INFO  [txn] no-break 4001\u00a06307\u00a04185\u00a02961 spaces",
+            "4001\u00a06307\u00a04185\u00a02961",
+        ),
+        ("INFO  [txn] en dash 4001–6307–4185–2961 and zero-width 4001\u200b6307418529 61", "6307–4185"),
+        ("INFO  [txn] zero-width 4001\u200b6307\u200b4185\u200b2961", "4185\u200b2961"),
     ]
     return out
 
@@ -116,6 +126,10 @@ def _credentials() -> list[tuple[str, str]]:
         ("ERROR [auth] login failed user=bob pass=hunter2", "hunter2"),
         ('INFO  [cfg] settings {"db_password": "Sup3rS3cret", "region": "eu"}', "Sup3rS3cret"),
         ("INFO  [cfg] DB_PASSWORD=Sup3rS3cret", "Sup3rS3cret"),
+        ("INFO  [cfg] SECRET_KEY_BASE=9a8b7c6d5e4f3a2b1c0d", "9a8b7c6d5e4f3a2b1c0d"),
+        ('INFO  [cfg] {"password_hash": "$2b$12$abcdefghijklmnopqrstuv"}', "$2b$12$abcdefghij"),
+        ("INFO  [sql] CREATE USER app IDENTIFIED BY 'S3cret!pw'", "S3cret!pw"),
+        ("WARN  [http] retry with Basic cGF5ZmxvdzpodW50ZXIy", "cGF5ZmxvdzpodW50ZXIy"),
         ("INFO  [cfg] redis_password: 'r3d1s pass'", "r3d1s pass"),
         ("INFO  [cfg] {'api_key': 'k-123456789'}", "k-123456789"),
         ("INFO  [cfg] client_secret=abc123def456", "abc123def456"),
@@ -259,4 +273,7 @@ HARMLESS: list[str] = [
     "INFO  [iban] DE89370400440532013000 transfer queued",
     "INFO  [geo] lat=52.520008 lon=13.404954",
     "INFO  [seq] 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16",
+    "INFO  [i18n] café ✓ commande ４１１１１１１１１１１１１１１２ réglée",  # fullwidth, Luhn fails
+    "INFO  [docs] basic information about passwords and basic authentication",
+    "INFO  [cfg] password_policy=strong token_ttl=3600 secret_name=payflow-db",
 ]
