@@ -101,31 +101,68 @@ _ID_KEY = re.compile(r"(?i)(?:trace|span|parent)[_.-]?id[\"']?[ \t]*[=:][ \t]*[\
 
 
 def _not_a_card_here(text: str, start: int, end: int) -> bool:
-    """Digits inside a hash or hex ID (git SHA, image digest, hex trace ID), or a decimal trace
-    ID under its key (Datadog's 64-bit IDs have up to 20 digits): never card numbers."""
+    """Digits inside a hash, hex ID or UUID (git SHA, image digest, hex trace ID), or a decimal
+    trace ID under its key (Datadog's 64-bit IDs have up to 20 digits): never card numbers."""
     if _ID_KEY.search(text, max(0, start - 24), start):
         return True
-    if not ((start and text[start - 1] in _HEX_LETTERS) or (end < len(text) and text[end] in _HEX_LETTERS)):
+    around = text[start - 1 : start] + text[end : end + 1]
+    if not any(c in _HEX_LETTERS or c == "-" for c in around):
         return False
-    left, right = start, end
-    while left and text[left - 1] in _HEX:
-        left -= 1
-    while right < len(text) and text[right] in _HEX:
-        right += 1
-    return (
-        right - left >= 24
-        and not (left and text[left - 1].isalnum())
-        and not text[right : right + 1].isalnum()
+    return _token_around(text, start, end, _HEX | {"-"}, _UUID.fullmatch) or _token_around(
+        text, start, end, _HEX, lambda token: len(token) >= 24 and not token.isdigit()
     )
 
 
+def _token_around(
+    text: str, start: int, end: int, chars: frozenset[str], test: Callable[[str], object]
+) -> bool:
+    """Whether the token of `chars` around `text[start:end]`, bounded by no letter or digit,
+    passes `test`."""
+    left, right = start, end
+    while left and text[left - 1] in chars:
+        left -= 1
+    while right < len(text) and text[right] in chars:
+        right += 1
+    if (left and text[left - 1].isalnum()) or text[right : right + 1].isalnum():
+        return False
+    return bool(test(text[left:right]))
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+# Lengths a scheme really issues, by prefix, for cards glued after a digit (see `_glued_suffix`).
+_ISSUED = {13: re.compile(r"4"), 14: re.compile(r"3[689]|30[0-5]"), 15: re.compile(r"3[47]")}
+
+
 def _glued_suffix(run: str) -> int | None:
-    """Where a card starts inside a run glued to a word (`ref7` + card): the longest suffix that
-    is a card. Only for runs glued to letters: a free-standing long number (an epoch in
-    microseconds, a Luhn-invalid order ID) has suffixes that pass Luhn one time in ten."""
-    for start in range(1, len(run) - 12):
-        if len(run) - start <= 19 and _is_card(run[start:]):
+    """Where a card starts inside a run glued to a word and a digit (`ref7` + card; up to three
+    digits before a 16- or 19-digit card). Only for runs glued to letters, and only lengths the
+    scheme issues: the suffixes of any long number pass Luhn one time in ten; this way a glued
+    Luhn-invalid 16-digit number looks like a card one time in five hundred, a free-standing one
+    never."""
+    for start in range(1, min(4, len(run) - 12)):
+        card = run[start:]
+        issued = _ISSUED.get(len(card))
+        shaped = len(card) in (16, 19) or (start == 1 and issued is not None and issued.match(card))
+        if shaped and _is_card(card):
             return start
+    return None
+
+
+_EPOCH = re.compile(r"1[4-9][0-9]{11}(?:[0-9]{3}){0,2}")  # seconds since 2014 in ms, µs or ns
+
+
+def _glued_card(groups: list[str], separators: list[str]) -> tuple[int, int] | None:
+    """A card whose first group has a word and one to three digits glued in front (`ref9` + card):
+    (where the card starts in the first group, the group after the card)."""
+    first = groups[0]
+    if 5 <= len(first) <= 7 and len(groups) > 1:  # printed in groups: `ref94111 1111 1111 1111`
+        stop = _card_end([first[-4:], *groups[1:]], separators, 0)
+        return None if stop is None else (len(first) - 4, stop)
+    if 14 <= len(first) <= 22 and not _EPOCH.fullmatch(first):
+        cut = _glued_suffix(first)
+        return None if cut is None else (cut, 1)
     return None
 
 
@@ -144,9 +181,9 @@ def _card(text: str, start: int, end: int) -> str:
         stop = _card_end(groups, separators, i)
         if stop is not None:
             out.append(CARD)
-        elif i == 0 and glued and 13 < len(groups[0]) <= 23 and (cut := _glued_suffix(groups[0])):
+        elif i == 0 and glued and (glued_stop := _glued_card(groups, separators)) is not None:
+            cut, stop = glued_stop
             out.append(groups[0][:cut] + CARD)
-            stop = 1
         else:
             out.append(groups[i])
             stop = i + 1
