@@ -150,7 +150,7 @@ def main() -> None:
         leaks, fps, rate = theirs
         print(f"| {'detect-secrets (find)':<22} | {leaks:>5} | {fps:>10} | {'n/a':>10} | {rate:>7.2f} |")
 
-    print("\nadversarial inputs, 1 MB each (linear: each well under a second)")
+    print("\nadversarial inputs, 1 MB each (linear: none much over a second)")
     print(f"| {'input':<22} | {'ms':>7} | {'MB/s':>7} |")
     print(f"|{'-' * 24}|{'-' * 9}|{'-' * 9}|")
     worst = 0.0
