@@ -99,10 +99,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # a socket that does not open within its bound) stops serve with a non-zero exit
             log.info("serving on %s:%d (Socket Mode: no Slack route over HTTP)", args.host, args.port)
             serving = asyncio.ensure_future(server.serve())
-            try:
-                await socket.open()
-            except SocketModeRefused as exc:
-                failed.append(str(exc))
+            opening = asyncio.ensure_future(socket.open())
+            await asyncio.wait({serving, opening}, return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done():  # SIGTERM while connecting: stop trying
+                opening.cancel()
+            elif isinstance(opening.exception(), SocketModeRefused):
+                failed.append(str(opening.exception()))
                 server.should_exit = True  # the lifespan's shutdown closes the worker
             await serving  # SIGTERM: the socket closes, then work in flight drains (bot/server.py)
         else:

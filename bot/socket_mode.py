@@ -42,6 +42,7 @@ class SocketMode:
         self._bolt = bolt
         self._app_token = app_token
         self.handler: AsyncSocketModeHandler | None = None  # made on the loop: it opens an aiohttp session
+        self._opened = False
 
     async def open(self) -> None:
         """Connect, or raise SocketModeRefused: a rejected token or an unreachable Slack ends here."""
@@ -71,10 +72,11 @@ class SocketMode:
             raise SocketModeRefused(
                 f"the Socket Mode websocket did not open within {CONNECT_TIMEOUT:.0f} s"
             ) from None
+        self._opened = True
         log.info("connected to Slack in Socket Mode")
 
     async def state(self) -> str:
-        if self.handler is None:
+        if self.handler is None or not self._opened:
             return "not connected yet"
         if await self.handler.client.is_connected():
             return "ok"

@@ -201,6 +201,55 @@ def test_rejected_app_token_exits_at_once_with_a_clear_message(
     assert socket_server.connections == []
 
 
+def test_slack_that_never_answers_ends_start_up_within_its_deadline(slack, kubeconfig, tmp_path, redis_url):
+    """apps.connections.open on a black hole: one connection, one deadline, exit 3 — not a pod
+    waiting forever for a socket."""
+    from bot.socket_mode import OPEN_TIMEOUT
+    from tests.support.blackhole import BlackHole
+
+    with BlackHole() as hole:
+        settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
+        settings["SLACK_API_URL"] = hole.url + "/api/"
+        started = time.monotonic()
+        proc, url = _start(settings, "--socket-mode")
+        try:
+            wait_until(lambda: _up(proc, url), 20, "serve to answer /healthz while it connects")
+            assert httpx.get(url + "/readyz", timeout=5).json()["socket"] == "not connected yet"
+            code = proc.wait(timeout=OPEN_TIMEOUT + 20)
+            err = proc.stderr.read() if proc.stderr else ""
+        finally:
+            _stop(proc)
+        took = time.monotonic() - started
+        assert code == 3, err
+        assert OPEN_TIMEOUT <= took < OPEN_TIMEOUT + 15
+        assert "apps.connections.open did not answer (TimeoutError) within 10 s" in err
+        assert hole.connections == 1  # no hidden retry
+
+
+def test_sigterm_while_the_socket_connects_stops_at_once(slack, kubeconfig, tmp_path, redis_url):
+    """A websocket endpoint that accepts TCP and never completes the handshake; SIGTERM does not
+    wait for the connect deadline."""
+    from tests.support.blackhole import BlackHole
+
+    with BlackHole() as hole:
+        slack.app_token = APP_TOKEN
+        slack.socket_url = hole.url.replace("http://", "ws://") + "/link"
+        settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
+        proc, url = _start(settings, "--socket-mode")
+        try:
+            wait_until(lambda: _up(proc, url) and hole.connections, 20, "serve to try the socket")
+            stopping = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=DRAIN_BOUND)
+            took = time.monotonic() - stopping
+            err = proc.stderr.read() if proc.stderr else ""
+        finally:
+            _stop(proc)
+    assert code in (0, -signal.SIGTERM), err
+    assert took < 10
+    assert "Traceback" not in err
+
+
 def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
     slack, kubeconfig, tmp_path, redis_url, socket_server, k8s_view
 ):
