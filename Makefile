@@ -10,7 +10,7 @@ LOCK_FLAGS := --python-version 3.11 --python-platform linux --generate-hashes --
 .PHONY: run test bench lint format system-deps sandbox serve clean lock
 
 # First run only: a bare venv, uv into it (by the system's pip when it can target another
-# interpreter, else the venv's own), then uv installs the project, its test tools and pip at the
+# interpreter, else the venv's own), then uv installs the project, the sandbox's and the tests' extras and pip at the
 # versions of requirements.lock, the image's lock: seconds instead of pip's minutes. The
 # installers' output goes to .venv/setup.log and is shown only when something fails.
 $(STAMP): pyproject.toml requirements.lock
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -m venv --without-pip $(VENV)
 	@{ { $(PYTHON) -m pip --python $(BIN)/python install --disable-pip-version-check --quiet uv \
 	     || { $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip install --quiet uv; }; } \
-	   && $(BIN)/uv pip install --python $(BIN)/python --quiet -c requirements.lock -e '.[test]' pip; \
+	   && $(BIN)/uv pip install --python $(BIN)/python --quiet -c requirements.lock -e '.[sandbox,test]' pip; \
 	 } > $(SETUP_LOG) 2>&1 || { cat $(SETUP_LOG) >&2; echo "set-up failed: see above" >&2; exit 1; }
 	@touch $(STAMP)
 
