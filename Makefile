@@ -10,9 +10,9 @@ LOCK_FLAGS := --python-version 3.11 --python-platform linux --generate-hashes --
 .PHONY: run test bench lint format system-deps sandbox serve clean lock
 
 # First run only: a bare venv, uv into it (by the system's pip when it can target another
-# interpreter, else the venv's own), then uv installs the project, the sandbox's and the tests' extras and pip at the
-# versions of requirements.lock, the image's lock: seconds instead of pip's minutes. The
-# installers' output goes to .venv/setup.log and is shown only when something fails.
+# interpreter, else the venv's own), then uv installs the project with its sandbox and test
+# extras, and pip, at the versions of requirements.lock (the image's lock): seconds instead of
+# pip's minutes. The installers' output goes to .venv/setup.log, shown only when something fails.
 $(STAMP): pyproject.toml requirements.lock
 	@echo "setting up $(VENV) (first run only; log in $(SETUP_LOG))" >&2
 	@$(PYTHON) -m venv --without-pip $(VENV)
