@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.config import Catalog
+from bot.logs import OneLineFormatter
 from bot.redact import redact
 from bot.roles import Role
 from bot.runtime import Runtime, build_runtime
@@ -611,11 +612,6 @@ class _NoticeHandler(logging.Handler):
             self.handleError(record)
 
 
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
 @contextlib.contextmanager
 def console_logging(path: Path, notice: Callable[[str], None]) -> Iterator[None]:
     """While the console runs, every log line goes to `path` and only warnings reach the terminal,
@@ -623,7 +619,7 @@ def console_logging(path: Path, notice: Callable[[str], None]) -> Iterator[None]
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     file = logging.FileHandler(path, encoding="utf-8")
-    file.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file.setFormatter(OneLineFormatter("text"))  # the project's one format: redacted, one line each
     root.handlers[:] = [file, _NoticeHandler(notice)]
     level = logging.getLevelName(os.environ.get("LOG_LEVEL", "INFO").upper())
     root.setLevel(level if isinstance(level, int) else logging.INFO)
