@@ -239,7 +239,7 @@ STATE_ICON = {
 
 # --- metrics, query, health, digests ------------------------------------------------------
 
-VERDICT_ICON = {"ok": "✅", "warn": "⚠️", "bad": "🔴", "unknown": "❔"}
+VERDICT_ICON = {"ok": "✅", "warn": "⚠️", "bad": "🔴", "unknown": "❔", "info": "▫️"}
 
 
 def _figure(f: mv.Figure) -> str:
@@ -248,7 +248,7 @@ def _figure(f: mv.Figure) -> str:
 
 
 def _compact(f: mv.Figure) -> str:
-    mark = "" if f.verdict == "ok" else f" {VERDICT_ICON[f.verdict]}"
+    mark = "" if f.verdict in ("ok", "info") else f" {VERDICT_ICON[f.verdict]}"
     return f"{f.label} {escape(f.value)}{mark}"
 
 
@@ -261,11 +261,12 @@ def _metrics(view: mv.MetricsReport) -> Message:
     elif unknown:
         summary = f"❔ no figure for {', '.join(unknown)}: not known to be healthy"
     else:
-        summary = "✅ every figure within its SLO"
+        summary = "✅ every figure with an SLO is within it"
     live = f" · live: {COLOR_ICON.get(view.live, '')} {view.live}" if view.live else ""
+    coverage = f"⏳ {escape(view.coverage)}\n" if view.coverage else ""
     blocks = [
         _header(f"{view.service} · last {view.window}"),
-        _section(summary + "\n" + "\n".join(_figure(f) for f in view.figures)),
+        _section(summary + "\n" + coverage + "\n".join(_figure(f) for f in view.figures)),
     ]
     context = [f"all colors together{live}"]
     if view.note:

@@ -165,7 +165,7 @@ class Figure:
     label: str
     value: str
     objective: str = ""  # e.g. "< 0.1 %"
-    verdict: str = "ok"  # one of VERDICTS
+    verdict: str = "ok"  # one of VERDICTS, or "info": a figure without an objective (p99, requests)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,7 @@ class MetricsReport:
     figures: tuple[Figure, ...]
     live: str | None = None
     note: str = ""  # e.g. why there is no chart
+    coverage: str = ""  # when the window holds less data than asked, and what the figures cover
 
     @property
     def verdict(self) -> str:

@@ -12,12 +12,15 @@ import math
 from datetime import timedelta
 
 from bot import durations
-from bot.charts import Line, Panel, render_png
+from bot.charts import ChartUnavailable, Line, Marker, Panel, render_png, text_table
 from bot.commands import Metrics, Query
 from bot.config import SLOs
+from bot.gate.engine import Gate
+from bot.gate.record import parse_iso
 from bot.kube import KubeError
-from bot.prom import Prom, PromError, PromQueryError, Reading, Scalar, ServiceFigures, now
+from bot.prom import Prom, PromError, PromQueryError, Reading, Scalar, Series, ServiceFigures, now
 from bot.slack import SlackError
+from bot.store import StoreUnavailable
 from bot.topology import live_color
 from bot.views import Figure, MetricsReport, Notice, QueryTable, Reply, Tone
 from handlers.base import Context
@@ -31,6 +34,7 @@ NO_PROMETHEUS = (
 CHART_POINTS = 240
 MAX_ROWS = 20
 SATURATION = 0.8  # the guide: CPU and memory under 80 % on average
+TABLE_CHARS = 2400  # a chart's fallback table stays within one message section
 
 
 def percent(ratio: float) -> str:
@@ -61,17 +65,21 @@ def error_figure(reading: Reading, slos: SLOs) -> Figure:
 
 
 def latency_figure(label: str, reading: Reading, slo_ms: float | None) -> Figure:
+    """Without an SLO (p99) the figure is shown neutral: nothing to be within, so no ✅."""
     objective = f"≤ {slo_ms:g} ms" if slo_ms is not None else ""
     if reading.value is None:
         return Figure(label, _missing(reading), objective, "unknown")
-    verdict = "ok" if slo_ms is None or reading.value <= slo_ms else "bad"
+    if slo_ms is None:
+        return Figure(label, f"{reading.value:.0f} ms", "", "info")
+    verdict = "ok" if reading.value <= slo_ms else "bad"
     return Figure(label, f"{reading.value:.0f} ms", objective, verdict)
 
 
 def rps_figure(reading: Reading) -> Figure:
+    """Traffic has no SLO: shown neutral, never as a ✅."""
     if reading.value is None:
         return Figure("requests", _missing(reading), "", "unknown")
-    return Figure("requests", f"{reading.value:.1f}/s", "", "ok")
+    return Figure("requests", f"{reading.value:.1f}/s", "", "info")
 
 
 def availability_figure(reading: Reading, slos: SLOs) -> Figure:
@@ -112,67 +120,178 @@ async def _live(ctx: Context, service: str) -> str | None:
     return live_color(ctx.catalog, service, snap.ingresses, snap.services)
 
 
-async def _upload_chart(ctx: Context, filename: str, title: str, panels: list[Panel]) -> str:
-    """Render off the event loop and upload; returns a note when it could not be done."""
+def _human(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h" + (f" {rest} min" if rest else "")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _table_text(title: str, reason: str, panels: list[Panel]) -> str:
+    """The chart's figures as a code block, within one message section (never cut silently)."""
+    rows = text_table(panels)
+    shown: list[str] = []
+    for row in rows:
+        if sum(len(r) + 1 for r in shown) + len(row) > TABLE_CHARS:
+            break
+        shown.append(row)
+    more = (
+        f"\n({len(rows) - len(shown)} more rows not shown; narrow the query)"
+        if len(shown) < len(rows)
+        else ""
+    )
+    head = f"📈 *{_escape(title)}*: {_escape(reason)}. The figures as a table instead:"
+    return f"{head}\n```{_escape(chr(10).join(shown))}```{more}"
+
+
+async def _draw(title: str, panels: list[Panel]) -> tuple[bytes | None, str]:
+    """The PNG, or None and why: a chart that cannot be drawn is never an internal error."""
     try:
-        png = await asyncio.to_thread(render_png, title, panels)
-        await ctx.notifier.upload(ctx.channel, filename, png, title=title, thread=ctx.message)
-    except SlackError as exc:
-        log.warning("chart upload failed: %s", exc)
-        return f"the chart could not be uploaded ({exc})"
-    return ""
+        return await asyncio.to_thread(render_png, title, panels), ""
+    except ChartUnavailable as exc:
+        log.warning("chart not drawn: %s", exc)
+        return None, f"the chart could not be drawn here ({exc})"
+    except Exception:
+        log.exception("chart rendering failed")
+        return None, "the chart could not be drawn (the error is logged)"
+
+
+async def _upload_chart(ctx: Context, filename: str, title: str, panels: list[Panel]) -> str:
+    """Render off the event loop and upload, next to the figures; when that cannot be done, post
+    the chart's figures as a table with the reason. Returns that reason ("" when uploaded)."""
+    png, reason = await _draw(title, panels)
+    if png is not None:
+        try:
+            await ctx.notifier.upload(ctx.channel, filename, png, title=title, thread=ctx.message)
+            return ""
+        except SlackError as exc:
+            log.warning("chart upload failed: %s", exc)
+            reason = f"the chart could not be uploaded ({exc})"
+    table = Notice(_table_text(title, reason, panels), Tone.WARNING)
+    try:
+        await ctx.notifier.post(ctx.channel, table, thread=ctx.message)
+    except SlackError:
+        await ctx.notifier.tell(ctx.channel, ctx.actor, table)
+    return reason
+
+
+async def switch_markers(
+    ctx: Context, services: set[str] | None, start: float, end: float
+) -> tuple[Marker, ...]:
+    """Where traffic moved, from the change records: the moment that explains a chart's step."""
+    try:
+        changes = await Gate(ctx.deps).records.all()
+    except StoreUnavailable:
+        return ()
+    markers = []
+    for change in changes:
+        if not change.switched_at or (services is not None and change.service not in services):
+            continue
+        at = parse_iso(change.switched_at).timestamp()
+        if start <= at <= end:
+            who = "" if services is not None and len(services) == 1 else f"{change.service} "
+            markers.append(Marker(at, f"{who}→ {change.to_color} {change.image_version}"))
+    return tuple(sorted(markers, key=lambda m: m.at))
+
+
+def _by_color(series: list[Series], scale: float) -> tuple[Line, ...]:
+    lines = []
+    for s in sorted(series, key=lambda s: dict(s.labels).get("color", "")):
+        color = dict(s.labels).get("color") or None
+        lines.append(Line(color or "all colors", tuple((t, v * scale) for t, v in s.points), color))
+    return tuple(lines)
+
+
+def _first_data(series: list[Series]) -> float | None:
+    stamps = [t for s in series for t, v in s.points if math.isfinite(v)]
+    return min(stamps) if stamps else None
 
 
 async def show_metrics(cmd: Metrics, ctx: Context) -> Reply:
     prom: Prom | None = ctx.deps.prom
     if prom is None:
-        return Reply(Notice(NO_PROMETHEUS, Tone.WARNING))
+        return Reply(
+            Notice(NO_PROMETHEUS, Tone.WARNING), detail="Prometheus not configured", outcome="failed"
+        )
     slos = ctx.catalog.slos
+    seconds = durations.seconds(cmd.window)
+    end = now()
+    start = end - timedelta(seconds=seconds)
+    step = step_for(seconds)
+    # rates over a few steps, never less than a minute: smooth enough to read, short enough to move
+    rate_window = max(60, step * 4)
+    rate_label = durations.label(rate_window)
+    exprs = {
+        "rps": prom.expr("rps", service=cmd.service, by="color", window=rate_label),
+        "error_rate": prom.expr("error_rate", service=cmd.service, by="color", window=rate_label),
+        "p95": prom.expr("latency", service=cmd.service, by="color", window=rate_label, quantile=0.95),
+    }
     figures_task = asyncio.ensure_future(prom.service_figures(cmd.service, cmd.window))
+    series_task = asyncio.ensure_future(prom.batch_range(exprs, start, end, step))
     live = await _live(ctx, cmd.service)
     try:
-        figures = golden_figures(await figures_task, slos)
+        raw = await figures_task
     except PromError as exc:
+        series_task.cancel()
         unavailable = Reading(None, f"unavailable: {exc}")
         figures = golden_figures(ServiceFigures(*(unavailable,) * 5), slos)
         report = MetricsReport(cmd.service, cmd.window, figures, live, "no chart: Prometheus did not answer")
         await ctx.notifier.post(ctx.channel, report, thread=ctx.message)
-        return Reply(None, detail=f"{cmd.window}: Prometheus: {exc}")
-    await ctx.notifier.post(
-        ctx.channel, MetricsReport(cmd.service, cmd.window, figures, live), thread=ctx.message
-    )
-    note = await _metrics_chart(ctx, prom, cmd)
-    detail = f"{cmd.window}" + (f"; {note}" if note else "")
-    if note:
-        await ctx.notifier.tell(
-            ctx.channel, ctx.actor, Notice(note[0].upper() + note[1:] + ".", Tone.WARNING)
-        )
-    return Reply(None, detail=detail)
-
-
-async def _metrics_chart(ctx: Context, prom: Prom, cmd: Metrics) -> str:
-    seconds = durations.seconds(cmd.window)
-    end = now()
-    step = step_for(seconds)
-    # rates over a few steps, never less than a minute: smooth enough to read, short enough to move
-    rate_window = durations.label(max(60, step * 4))
-    exprs = {
-        "error_rate": prom.expr("error_rate", service=cmd.service, by="service", window=rate_window),
-        "p95": prom.expr("latency", service=cmd.service, by="service", window=rate_window, quantile=0.95),
-    }
+        return Reply(None, detail=f"{cmd.window}: Prometheus: {exc}", outcome="failed")
     try:
-        found = await prom.batch_range(exprs, end - timedelta(seconds=seconds), end, step)
+        found: dict[str, list[Series]] | None = await series_task
+        chart_problem = ""
     except PromError as exc:
-        return f"no chart: {exc}"
-    slos = ctx.catalog.slos
-    errors = [Line("error rate", tuple((t, v * 100) for t, v in s.points)) for s in found["error_rate"]]
-    p95 = [Line("p95", tuple((t, v * 1000) for t, v in s.points)) for s in found["p95"]]
+        found, chart_problem = None, f"no chart: {exc}"
+    coverage = ""
+    first = _first_data(found["rps"]) if found else None
+    if first is not None and first - start.timestamp() > rate_window + 2 * step:
+        # counters that began inside the window: a rate over the whole window would divide
+        # what little there is by all of it (0.2 req/s where 25.6 are served)
+        covered = min(seconds, math.ceil((end.timestamp() - first) / 60) * 60)
+        if covered < seconds:
+            try:
+                raw = await prom.service_figures(cmd.service, durations.label(covered))
+                coverage = (
+                    f"only {_human(covered)} of data in the {cmd.window} window: "
+                    f"the figures are over those {_human(covered)}"
+                )
+            except PromError as exc:
+                coverage = f"only {_human(covered)} of data in the {cmd.window} window ({exc})"
+    figures = golden_figures(raw, slos)
+    report = MetricsReport(cmd.service, cmd.window, figures, live, chart_problem, coverage=coverage)
+    await ctx.notifier.post(ctx.channel, report, thread=ctx.message)
+    detail = cmd.window + (f"; {coverage}" if coverage else "")
+    if found is None:
+        return Reply(None, detail=f"{detail}; {chart_problem}")
+    markers = await switch_markers(ctx, {cmd.service}, start.timestamp(), end.timestamp())
     panels = [
-        Panel("Error rate", "%", tuple(errors), slos.error_rate * 100, f"SLO {percent(slos.error_rate)}"),
-        Panel("Latency p95", "ms", tuple(p95), slos.p95_ms, f"SLO {slos.p95_ms:g} ms"),
+        Panel("Requests", "req/s", _by_color(found["rps"], 1.0), markers=markers),
+        Panel(
+            "Error rate",
+            "%",
+            _by_color(found["error_rate"], 100.0),
+            slos.error_rate * 100,
+            f"SLO {percent(slos.error_rate)}",
+            markers=markers,
+        ),
+        Panel(
+            "Latency p95",
+            "ms",
+            _by_color(found["p95"], 1000.0),
+            slos.p95_ms,
+            f"SLO {slos.p95_ms:g} ms",
+            markers=markers,
+        ),
     ]
-    title = f"{cmd.service} · last {cmd.window}"
-    return await _upload_chart(ctx, f"{cmd.service}-{cmd.window}.png", title, panels)
+    title = f"{cmd.service} · last {cmd.window} · by color"
+    note = await _upload_chart(ctx, f"{cmd.service}-{cmd.window}.png", title, panels)
+    return Reply(None, detail=detail + (f"; chart as a table: {note}" if note else ""))
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -228,9 +347,15 @@ async def _chart(cmd: Query, ctx: Context, prom: Prom, detail: str) -> Reply:
             Notice(f"`{cmd.promql}` returned no series over the last {cmd.window}.", Tone.WARNING),
             detail=detail,
         )
-    lines = tuple(Line(_labels(dict(s.labels))[:60] or "value", s.points) for s in series)
+    lines = tuple(
+        Line(_labels(dict(s.labels))[:60] or "value", s.points, dict(s.labels).get("color")) for s in series
+    )
+    named = {dict(s.labels).get("service") for s in series}
+    services = None if None in named else {n for n in named if n}
+    start, stop = (end - timedelta(seconds=seconds)).timestamp(), end.timestamp()
+    markers = await switch_markers(ctx, services, start, stop)
     title = f"{cmd.promql[:90]} · last {cmd.window}"
-    note = await _upload_chart(ctx, "query.png", title, [Panel(cmd.promql[:100], "", lines)])
+    note = await _upload_chart(ctx, "query.png", title, [Panel(cmd.promql[:100], "", lines, markers=markers)])
     if note:
-        return Reply(Notice(note[0].upper() + note[1:] + ".", Tone.WARNING), detail=f"{detail}; {note}")
+        return Reply(None, detail=f"{detail}; chart as a table: {note}")
     return Reply(None, detail=f"{detail}; {len(series)} series charted")
