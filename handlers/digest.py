@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot.commands import Digest
@@ -31,6 +32,7 @@ from bot.views import (
     DigestService,
     ErrorDigest,
     Figure,
+    HealthItem,
     Reply,
     ScheduleInfo,
     worst,
@@ -53,6 +55,15 @@ LOOKBACK = timedelta(hours=24)  # how far back a restarted bot looks for missed 
 ON_TIME = timedelta(minutes=2)  # posted within this after its slot: not "late"
 LEASE = timedelta(minutes=10)  # a claim not marked posted by then was abandoned by a dead replica
 RECHECK = 30.0  # seconds between looks at the schedules, at most
+
+
+NOT_SET = "PROMETHEUS_URL not set: no traffic, latency, saturation, dependency or alert figures"
+NOT_STATED = "—"  # the figure is missing for a reason stated once in the digest
+
+
+def _once(item: HealthItem) -> HealthItem:
+    lines = tuple(NOT_STATED if "PROMETHEUS_URL not set" in line else line for line in item.lines)
+    return replace(item, lines=lines)
 
 
 def _unavailable(problem: str) -> Overview:
@@ -80,15 +91,18 @@ async def health_digest(deps: Deps, window: str, title: str, late: str | None = 
             return None
 
     if prom is None:
-        overview, alerts = _unavailable("PROMETHEUS_URL not set"), Reading(None, "PROMETHEUS_URL not set")
+        # said once, in the list of what is unavailable; every figure then shows a bare "—"
+        overview, alerts = _unavailable(NOT_SET), Reading(None, NOT_STATED)
         snap, dep_items = await asyncio.gather(snapshot(), dependency_items(catalog, None))
+        dep_items = [_once(item) for item in dep_items]
     else:
         snap, overview, dep_items, alerts = await asyncio.gather(
             snapshot(), prom.overview(window), dependency_items(catalog, prom), prom.firing_alerts()
         )
-    problem = overview.problems[0] if overview.problems and not overview.services else "no data"
+    # a problem common to every service is listed once below, not repeated in every figure
+    problem = NOT_STATED if overview.problems and not overview.services else "no data"
     unavailable += [p for p in overview.problems]
-    if alerts.value is None and alerts.problem:
+    if alerts.value is None and alerts.problem and alerts.problem != NOT_STATED:
         unavailable.append(f"firing alerts: {alerts.problem}")
     slos = catalog.slos
     services = []
@@ -137,9 +151,9 @@ async def error_digest(deps: Deps, window: str, title: str, late: str | None = N
     overview = (
         await prom.overview(window, saturation=False)
         if prom is not None
-        else _unavailable("PROMETHEUS_URL not set")
+        else _unavailable("PROMETHEUS_URL not set: no error rates")
     )
-    problem = overview.problems[0] if overview.problems else "no data"
+    problem = NOT_STATED if overview.problems and not overview.services else "no data"
     rows = [
         (name, error_figure(_figures_of(overview, name, problem).error_rate, deps.catalog.slos))
         for name in deps.catalog.services
