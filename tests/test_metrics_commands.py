@@ -4,12 +4,31 @@ and the real Redis store."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
 import pytest
 
+from bot.charts import COLOR_OF
 from bot.config import Catalog
+from bot.gate.record import Change
+from bot.runtime import build_runtime
 from bot.settings import Settings
+from sandbox import demo
+from sandbox.local import ROOT, SETTINGS_PREFIXES, free_port, wait_until
 from sandbox.prometheus import PrometheusServer
+from sandbox.slack_requests import SlackRequests
 from sandbox.traffic import BAD, GOOD
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.support.bot_server import BotServer
+from tests.support.chat import Chat
 from tests.support.prom import history_prometheus, with_prometheus, without_digests  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -39,10 +58,13 @@ def test_metrics_show_the_loaded_figures_against_the_slos_and_upload_a_chart(cha
     [post] = answer.posts
     body = _blocks(answer)
     assert "api-gateway · last 1h" in body
-    assert "✅ every figure within its SLO" in body
+    assert "✅ every figure with an SLO is within it" in body
     assert "✅ error rate *0.05 %* (SLO ≤ 0.10 %)" in body
     assert f"✅ p95 *{GOOD.quantile(0.95) * 1000:.0f} ms* (SLO ≤ 200 ms)" in body
-    assert f"✅ p99 *{GOOD.quantile(0.99) * 1000:.0f} ms*" in body
+    # no SLO, so no verdict: p99 and traffic are shown neutral, never with a ✅
+    assert f"▫️ p99 *{GOOD.quantile(0.99) * 1000:.0f} ms*\n▫️ requests *" in body
+    assert "✅ p99" not in body and "✅ requests" not in body
+    assert "of data in the" not in body  # the whole hour is there
     assert "✅ availability *99.950 %* (SLO ≥ 99.900 %)" in body
     assert "live: 🔵 blue" in body
     # the chart: files.getUploadURLExternal → the bytes → files.completeUploadExternal
@@ -135,3 +157,222 @@ def test_bad_input_gets_a_clear_answer_and_changes_nothing(
     assert answer.replies == [] and answer.posts == [] and slack.uploads == {}
     assert k8s_view.fingerprint() == before
     assert redis_server.client().dbsize() == 0
+
+
+def _pixels(png: bytes, rgb: str) -> int:
+    """How many pixels of the chart are (nearly) this color."""
+    import io
+
+    from matplotlib.image import imread
+
+    image = imread(io.BytesIO(png))[:, :, :3]
+    want = [int(rgb[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    return int((abs(image - want).max(axis=2) < 0.04).sum())
+
+
+def test_each_color_is_drawn_in_its_color(chat, slack):
+    chat.run("metrics wallet-service 1h")  # the history has wallet-service on green only
+    [png] = slack.uploads.values()
+    assert _pixels(png, COLOR_OF["green"]) > 200
+    assert _pixels(png, "#ff7f0e") == 0  # matplotlib's second default color: what "green" used to be
+    slack.reset()
+    chat.run("metrics api-gateway 1h")  # and api-gateway on blue only
+    [png] = slack.uploads.values()
+    assert _pixels(png, COLOR_OF["blue"]) > 200
+    assert _pixels(png, COLOR_OF["green"]) == 0
+
+
+def test_a_window_with_less_data_than_asked_says_so_and_rates_the_data_present(chat):
+    """The history holds 2 h; auth-service serves a steady 20 req/s. Over 6 h a plain rate would
+    spread those 2 h over 6 (6.7 req/s)."""
+    body = _blocks(chat.run("metrics auth-service 6h"))
+    assert "⏳ only 2 h" in body and "of data in the 6h window: the figures are over those 2 h" in body
+    [rps] = re.findall(r"requests \*([\d.]+)/s\*", body)
+    assert 19.0 <= float(rps) <= 21.0
+    [entry] = chat.audit()
+    assert entry.outcome == "ok" and "of data in the 6h window" in entry.detail
+
+
+def _switched_change(chat, minutes_ago: float) -> None:
+    at = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+    change = Change(
+        "chg-0000beef",
+        "deploy",
+        "api-gateway",
+        "blue",
+        "green",
+        "payflow/api-gateway:v1.0.0",
+        "payflow/api-gateway:v1.1.0",
+        3,
+        "U0ALICE",
+        "",
+        "C1",
+        state="done",
+        switched_at=at,
+    )
+    store = chat.bot.runtime.store
+    assert chat.bot.call(store.create(change.key, change.to_record()))
+
+
+def test_a_chart_that_cannot_be_uploaded_becomes_a_table_with_the_switch(chat, slack):
+    _switched_change(chat, minutes_ago=20)
+    slack.fail_next("files.getUploadURLExternal", status=500)
+
+    answer = chat.run("metrics api-gateway 1h")
+
+    assert slack.uploads == {}
+    figures, table = answer.posts
+    assert "✅ error rate" in json.dumps(figures, ensure_ascii=False)
+    text = table["text"]
+    assert "the chart could not be uploaded" in text and "The figures as a table instead:" in text
+    assert re.search(r"Requests \(req/s\): blue +[\d.]+", text)
+    assert re.search(r"Error rate \(%\): blue", text) and re.search(r"Latency p95 \(ms\): blue", text)
+    assert "UTC  → green v1.1.0" in text  # the moment traffic switched, from the change record
+    assert "Something went wrong" not in json.dumps(answer.replies + answer.posts)
+    [entry] = chat.audit()
+    assert entry.outcome == "ok" and "chart as a table: the chart could not be uploaded" in entry.detail
+
+
+def test_metrics_without_an_answer_from_prometheus_is_audited_failed(settings, catalog, k8s_view, slack):
+    dead = replace(settings, prometheus_url=f"http://127.0.0.1:{free_port()}")
+    server = BotServer(build_runtime(dead, catalog)).start()
+    try:
+        chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        body = _blocks(chat.run("metrics api-gateway 1h"))
+        [entry] = chat.audit()
+    finally:
+        server.stop()
+    assert "❔ error rate *unavailable:" in body
+    assert (entry.action, entry.outcome) == ("metrics", "failed")
+    assert slack.uploads == {}
+
+
+def test_the_digest_says_prometheus_url_not_set_once(settings, catalog, k8s_view, slack):
+    unset = replace(settings, prometheus_url=None)
+    server = BotServer(build_runtime(unset, catalog)).start()
+    try:
+        chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        answer = chat.run("digest now")
+    finally:
+        server.stop()
+    [post] = answer.posts
+    everything = json.dumps(post, ensure_ascii=False)
+    assert everything.count("PROMETHEUS_URL") == 1
+    assert (
+        "PROMETHEUS_URL not set: no traffic, latency, saturation, dependency or alert figures" in everything
+    )
+    assert "rps — ❔" in everything or "requests — ❔" in everything  # each figure still shown as unknown
+
+
+# --- charts under the pod's security context (readOnlyRootFilesystem, no writable HOME) -------
+
+READ_ONLY_TMP = """
+set -e
+mount --make-rprivate /
+for d in /tmp /var/tmp; do mount --bind "$d" "$d"; mount -o remount,bind,ro "$d"; done
+if [ -n "$SCRATCH" ]; then mount -t tmpfs -o size=64m scratch "$SCRATCH"; fi
+cd /tmp
+exec "$@"
+"""
+
+
+def _can_unshare() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_mount_namespace = pytest.mark.skipif(
+    not _can_unshare(), reason="needs `unshare -m` (root or CAP_SYS_ADMIN) to make /tmp read-only"
+)
+
+
+@pytest.fixture
+def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, tmp_path):  # noqa: F811
+    """`serve` as the pod runs it: /tmp, /var/tmp and the working directory read-only, HOME and
+    MPLCONFIGDIR unwritable; `scratch` (an emptyDir) is the only writable place when asked."""
+    started: list[subprocess.Popen] = []
+
+    def start(*, scratch: bool) -> str:
+        port = free_port()
+        catalog_file = tmp_path / "payflow.yaml"
+        catalog_file.write_text(
+            (ROOT / "payflow.yaml")
+            .read_text()
+            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
+        )
+        scratch_dir = tmp_path / "scratch"
+        scratch_dir.mkdir(exist_ok=True)
+        settings = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "REDIS_URL": redis_url,
+            "KUBECONFIG": str(kubeconfig),
+            "PAYFLOW_CONFIG": str(catalog_file),
+            "PROMETHEUS_URL": history_prometheus.url,
+            "HOME": "/tmp/no-home",
+            "MPLCONFIGDIR": "/tmp/no-home/.config/matplotlib",
+            "SCRATCH": str(scratch_dir) if scratch else "",
+            "TMPDIR": str(scratch_dir) if scratch else "/tmp",
+        }
+        wrap = ["unshare", "-m", "sh", "-c", READ_ONLY_TMP, "sh"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_", "MPL"))}
+        env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
+        command = [*wrap, sys.executable, "-m", "bot.cli", "serve", "--no-worker", "--port", str(port)]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 20, "serve to answer /healthz")
+        return url
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _metrics_over_http(url: str, slack) -> None:
+    signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("ro")).slash(
+        "metrics api-gateway 1h",
+        user_id="U0DAVE",
+        user_name="dave",
+        channel_id=demo.OPS_CHANNEL_ID,
+        channel_name=demo.OPS_CHANNEL_NAME,
+    )
+    answer = httpx.post(
+        url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5
+    )
+    assert answer.status_code == 200
+    wait_until(lambda: len(slack.messages(demo.OPS_CHANNEL_ID)) >= 2, 30, "the figures and the chart")
+
+
+@needs_mount_namespace
+def test_charts_render_with_a_read_only_home_when_a_temp_dir_is_writable(read_only_serve, slack):
+    _metrics_over_http(read_only_serve(scratch=True), slack)
+    [png] = slack.uploads.values()
+    assert png.startswith(PNG)
+
+
+@needs_mount_namespace
+def test_charts_degrade_to_a_table_when_nothing_is_writable(read_only_serve, slack, redis_server):
+    _metrics_over_http(read_only_serve(scratch=False), slack)
+    assert slack.uploads == {}
+    texts = [m.text for m in slack.messages(demo.OPS_CHANNEL_ID)]
+    [table] = [t for t in texts if "as a table" in t]
+    assert "the chart could not be drawn here (no writable directory for matplotlib's cache" in table
+    assert re.search(r"Requests \(req/s\): blue +[\d.]+", table)
+    assert not any("Something went wrong" in t for t in texts)
