@@ -4,6 +4,7 @@ and the real Redis store."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import yaml
 
 from bot.charts import COLOR_OF
 from bot.config import Catalog
@@ -304,12 +306,20 @@ def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, 
         )
         scratch_dir = tmp_path / "scratch"
         scratch_dir.mkdir(exist_ok=True)
+        # the CA as a file, as a pod reads its service account's: the client then writes no temp file
+        config = yaml.safe_load(kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(cluster.pop("certificate-authority-data")))
+        cluster["certificate-authority"] = str(ca)
+        pod_kubeconfig = tmp_path / "pod.kubeconfig"
+        pod_kubeconfig.write_text(yaml.safe_dump(config))
         settings = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.api_url,
             "REDIS_URL": redis_url,
-            "KUBECONFIG": str(kubeconfig),
+            "KUBECONFIG": str(pod_kubeconfig),
             "PAYFLOW_CONFIG": str(catalog_file),
             "PROMETHEUS_URL": history_prometheus.url,
             "HOME": "/tmp/no-home",
