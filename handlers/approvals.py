@@ -27,7 +27,7 @@ async def approve(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)
     await refuse_if_locked(ctx, change.service)
-    return _reply(await gate.approve(change.id, ctx.actor, ctx.message), "approved")
+    return _reply(await gate.approve(change, ctx.actor, ctx.message), "approved")
 
 
 async def reject(value: str, ctx: Context) -> Reply:
@@ -35,11 +35,11 @@ async def reject(value: str, ctx: Context) -> Reply:
 
 
 async def keep(value: str, ctx: Context) -> Reply:
-    return _reply(await Gate(ctx.deps).keep(value, ctx.actor), "kept")
+    return _reply(await Gate(ctx.deps).keep(value, ctx.actor, ctx.message), "kept")
 
 
 async def roll_back(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)
     await refuse_if_locked(ctx, change.service)
-    return _reply(await gate.roll_back(change.id, ctx.actor), "rollback requested")
+    return _reply(await gate.roll_back(change.id, ctx.actor, ctx.message), "rollback requested")

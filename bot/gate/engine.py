@@ -142,11 +142,7 @@ class Gate:
                 f"Another change for {change.service} started a moment ago; see `/payflow changes`."
             )
         await audit(self.deps, change, change.requester, "request", detail=change.reason)
-        if not self.deps.catalog.env.bake_seconds or self.deps.prom is not None:
-            note: tuple[str, ...] = ()
-        else:
-            note = ("⚠️ Prometheus is not configured: the bake will be inconclusive and ask you to decide.",)
-        progress = await post(self.deps, change.channel, progress_card(change, "starting", *note))
+        progress = await post(self.deps, change.channel, progress_card(change, "starting"))
         if progress is not None:
             with contextlib.suppress(Moved):
                 change = await self.records.write(change, progress=progress)
@@ -446,14 +442,14 @@ class Gate:
                 change = moved.current
         return change, False
 
-    async def approve(self, change_id: str, actor: str, clicked: MessageRef | None) -> Answer:
-        change = await self.get(change_id)
+    async def approve(self, change: Change, actor: str, clicked: MessageRef | None) -> Answer:
+        """`change` as the caller just read it (a stale copy only costs a retried compare-and-set)."""
         if change.state != AWAITING_APPROVAL:
             return self._lost(change)
         if self.deps.catalog.env.four_eyes and actor == change.requester:
             raise Refused("You requested this change: four-eyes rules need another approver to approve it.")
         if change.expires_at and datetime.now(UTC) >= parse_iso(change.expires_at):
-            await self.expire(change_id)
+            await self.expire(change.id)
             raise Refused("This approval has expired; nothing was switched. Request the change again.")
         owner = new_owner()
         change, won = await self._decide(
@@ -558,7 +554,7 @@ class Gate:
         )
         await audit(self.deps, change, BOT, "expired", "expired")
 
-    async def keep(self, change_id: str, actor: str) -> Answer:
+    async def keep(self, change_id: str, actor: str, clicked: MessageRef | None) -> Answer:
         """After an inconclusive bake: keep the new version and clean up."""
         change = await self.get(change_id)
         owner = new_owner()
@@ -567,6 +563,7 @@ class Gate:
             frozenset({NEEDS_DECISION}),
             state=CLEANING_UP,
             settled_by=actor,
+            decision=change.decision or clicked,
             lease=self.records.lease("clean_up", owner),
             step="cleaning up",
         )
@@ -581,7 +578,7 @@ class Gate:
             change=change,
         )
 
-    async def roll_back(self, change_id: str, actor: str) -> Answer:
+    async def roll_back(self, change_id: str, actor: str, clicked: MessageRef | None) -> Answer:
         """After an inconclusive bake: request the rollback (approval-gated like any switch)."""
         change = await self.get(change_id)
         change, won = await self._decide(
@@ -589,6 +586,7 @@ class Gate:
             frozenset({NEEDS_DECISION}),
             state=ROLLBACK_PROPOSED,
             settled_by=actor,
+            decision=change.decision or clicked,
             lease=None,
             step="rollback requested",
         )

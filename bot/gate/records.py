@@ -192,9 +192,8 @@ async def holding(holder: Holder) -> AsyncIterator[Holder]:
     try:
         yield holder
     except asyncio.CancelledError:
-        if not holder.lost:
-            raise  # shutdown: the lease lapses and another worker resumes
-        task.uncancel()
+        if not holder.lost or task.uncancel() > 0:
+            raise  # shutdown (too): the lease is released below, or lapses; another worker resumes
         log.info("%s: stopped, the lease was lost", holder.change.id)
     except LeaseLost as lost:
         log.info("%s moved on without this worker: %s", holder.change.id, lost)
@@ -206,5 +205,5 @@ async def holding(holder: Holder) -> AsyncIterator[Holder]:
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
         if not holder.lost and holder.change.lease is not None and holder.change.lease.owner == holder.owner:
-            with contextlib.suppress(Moved, StoreUnavailable):
-                await holder.write(lease=None)
+            with contextlib.suppress(Moved, StoreUnavailable, TimeoutError):
+                await asyncio.wait_for(holder.write(lease=None), timeout=holder.records.lease_seconds / 3)
