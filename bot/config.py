@@ -76,6 +76,9 @@ class Smoke(_Strict):
     via: Literal["direct", "apiserver"] = "direct"  # apiserver: through the API server's service proxy
 
 
+MAX_BAKE_CHECKS = 500
+
+
 class Environment(_Strict):
     namespace: str = "payflow"
     kube_context: str | None = None
@@ -85,11 +88,21 @@ class Environment(_Strict):
     rollout_timeout_seconds: Annotated[int, Field(gt=0, le=7200)] = 900
     change_lock_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     bake_seconds: Annotated[int, Field(ge=0, le=86400)] = 600
-    bake_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60
+    bake_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
     # how long a worker owns a phase of a change without renewing (it renews every third)
     lease_seconds: Annotated[float, Field(ge=1, le=600)] = 30
     bake_window: str = "2m"
     smoke: Smoke = Smoke()
+
+    @model_validator(mode="after")
+    def _bake_checks(self) -> Environment:
+        # every check is kept in the change record: bounded so the record stays small
+        if self.bake_seconds / self.bake_interval_seconds > MAX_BAKE_CHECKS:
+            raise ValueError(
+                f"bake_seconds / bake_interval_seconds is more than {MAX_BAKE_CHECKS} checks: "
+                "raise the interval"
+            )
+        return self
 
     @field_validator("namespace")
     @classmethod

@@ -12,7 +12,7 @@ from bot.commands import Deploy, Rollback
 from bot.gate import bluegreen
 from bot.gate.engine import Gate
 from bot.gate.messages import who
-from bot.gate.record import Change
+from bot.gate.record import NEEDS_DECISION, Change
 from bot.roles import Role
 from bot.slack import SlackError
 from bot.store import AuditEntry
@@ -57,6 +57,11 @@ async def request_change(
         raise Refused("There is no change freeze now: drop `--break-glass` and ask again.")
     gate = Gate(ctx.deps)
     holder = await gate.records.holder(service)
+    if holder and holder.state == NEEDS_DECISION:
+        raise Refused(
+            f"{holder.id} ({holder.kind} of {holder.service} `{holder.image_version}`) is live and waits "
+            "for a person to keep it or roll it back (its question is in the approvals channel)."
+        )
     if holder and holder.in_flight:
         raise Refused(
             f"{holder.id} ({holder.kind} of {holder.service} `{holder.image_version}` by "

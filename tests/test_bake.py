@@ -109,6 +109,8 @@ def test_without_metrics_the_bake_is_inconclusive_and_asks_a_person_once(blind_c
     assert k8s_view.replicas("api-gateway-blue") == 3  # nothing cleaned up before a person decides
     listing = blind_chat.run("changes api-gateway").all_text()
     assert "needs decision" in listing
+    busy = blind_chat.run("deploy api-gateway v1.2.4").all_text()
+    assert "waits for a person to keep it or roll it back" in busy
     assert ("payflow-bot", "change.needs_decision", "inconclusive") in [
         (e.actor, e.action, e.outcome) for e in blind_chat.audit()
     ]

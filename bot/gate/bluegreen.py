@@ -7,7 +7,8 @@
   takes over an expired lease simply runs it again;
 - apply: the switch — one JSON patch of this service's route only, `test`ing its host, path and
   backend before `replace`;
-- check: one bake check of the new color against the SLOs; no data is `no_data`, never a verdict;
+- schedule / check: the bake, one check of the new color against the SLOs at a time; no data is
+  `no_data`, never a verdict;
 - clean_up: scale the old color to 0 (its deployment stays for a rollback).
 """
 
@@ -212,6 +213,12 @@ async def applied(deps: Gateways, change: Change) -> bool:
     """After a worker died mid-switch: did the switch happen? Read from the cluster, never guessed."""
     route = await traffic_route(deps.catalog, deps.kube, change.service)
     return color_named(deps.catalog, change.service, route.value) == change.to_color
+
+
+def schedule(deps: Gateways, change: Change) -> tuple[float, float]:
+    """The bake: how long, and how often a check (per environment)."""
+    env = deps.catalog.env
+    return float(env.bake_seconds), float(env.bake_interval_seconds)
 
 
 async def check(deps: Gateways, change: Change) -> Check:

@@ -13,8 +13,12 @@ Who may write, when:
 - a sweep (every worker, every half lease) only starts the phase of a change whose lease is
   free or expired, and expires approvals nobody decided.
 
-What a phase does is the kind's (`Kind`): blue-green deploys and rollbacks today
-(bot/gate/bluegreen.py); another kind plugs in its own plan, prepare, apply and check.
+What a phase does is the kind's (`Kind`, registered in `KINDS` by `Change.kind`): blue-green
+deploys and rollbacks today (bot/gate/bluegreen.py). Another kind (a user unlock) plugs in its
+own prepare, recheck + apply (the one conditional write), applied (settling a dead click),
+schedule + check (verify; a zero schedule skips it), clean_up and revert; the engine keeps the
+leases, the decisions, the audit and the sweep. The record's subject fields and the card titles
+(bot/gate/messages.py) are blue-green's today: a second kind adds its own there.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class Kind(Protocol):
     async def recheck(self, deps: Gateways, change: Change) -> str | None: ...
     async def apply(self, deps: Gateways, change: Change) -> str: ...
     async def applied(self, deps: Gateways, change: Change) -> bool: ...
+    def schedule(self, deps: Gateways, change: Change) -> tuple[float, float]: ...
     async def check(self, deps: Gateways, change: Change) -> Check: ...
     async def clean_up(self, deps: Gateways, change: Change) -> str: ...
     async def revert(self, deps: Gateways, change: Change, requester: str, reason: str) -> Change: ...
@@ -302,8 +307,8 @@ class Gate:
             f"`{change.image_version}` (was {change.from_color} `{change.from_version}`)"
         )
         await audit(self.deps, change, actor, "switch", detail=detail)
-        bake_for = self.deps.catalog.env.bake_seconds
-        status = f"switched, baking {bake_for // 60} min" if bake_for >= 60 else "switched"
+        bake_for, _ = self.kind(change).schedule(self.deps, change)
+        status = f"switched, baking {bake_for / 60:.0f} min" if bake_for >= 60 else "switched"
         await show(self.deps, change.approval, approval_card(change, f"✅ approved {what}"))
         await show(self.deps, change.progress, progress_card(change, status, f"✅ approved {what}"))
         await notice_in_thread(self.deps, change, f"Approved {what}", Tone.SUCCESS)
@@ -319,12 +324,10 @@ class Gate:
     async def _verify(self, h: Holder) -> str | None:
         """The bake: check k is due at switched_at + k × interval, so a worker that takes over
         continues the schedule instead of restarting it, and no check is run twice."""
-        env = self.deps.catalog.env
-        interval = float(env.bake_interval_seconds)
-        bake = float(env.bake_seconds)
+        kind = self.kind(h.change)
+        bake, interval = kind.schedule(self.deps, h.change)
         start = parse_iso(h.change.switched_at or now_iso()).timestamp()
         planned = planned_checks(bake, interval)
-        kind = self.kind(h.change)
         while len(h.change.checks) < planned and not self._breached(h.change):
             k = len(h.change.checks) + 1
             await asyncio.sleep(max(0.0, start + min(k * interval, bake) - time.time()))
