@@ -89,8 +89,9 @@ class Environment(_Strict):
     change_lock_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
     bake_seconds: Annotated[int, Field(ge=0, le=86400)] = 600
     bake_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
-    # how long a worker owns a phase of a change without renewing (it renews every third)
-    lease_seconds: Annotated[float, Field(ge=1, le=600)] = 30
+    # How long a worker owns a phase of a change without renewing (it renews every third). At
+    # least three Kubernetes call timeouts, so a switch started with a third of it left ends in it.
+    lease_seconds: Annotated[float, Field(ge=15, le=600)] = 30
     bake_window: str = "2m"
     smoke: Smoke = Smoke()
 

@@ -306,3 +306,19 @@ def test_a_worker_killed_mid_switch_is_settled_from_the_cluster(chat, replicas, 
         assert record["state"] == "voided" and "traffic was not switched" in record["error"]
         assert ingress_backend(k8s_view) == "api-gateway-blue"
     assert ingress_writes(cluster) == int(switched)  # a settle never switches by itself
+
+
+def test_an_approval_request_slack_refused_is_posted_once_by_a_later_sweep(chat, replicas, k8s_view):
+    a = replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    chat.slack.fail_next("chat.postMessage", status=500)  # the approval request's post
+    message = approval_message(chat, timeout=20)
+    time.sleep(LEASE * 1.5)  # more sweeps: still one request
+    posted = [
+        c for c in chat.slack.calls_to("chat.postMessage") if "Approval needed" in c.params.get("text", "")
+    ]
+    assert len(posted) == 2  # the refused one and the one that went through
+    assert len(chat.messages(APPROVALS)) == 1
+    chat.click(message, "Approve", user="bob")
+    assert ingress_backend(k8s_view) == "api-gateway-green"
