@@ -1,8 +1,10 @@
 """`POST /alertmanager`: Alertmanager's webhook, in the web process that acks Slack.
 
-It must stay as cheap as a Slack ack: authenticate (constant time), validate the payload, answer
-401 / 400 / 200 at once, and hand the notification to the process that runs jobs. Nothing here
-touches Redis or Slack. Unconfigured, it answers 503 saying what to set: Alertmanager retries
+It must stay cheap: authenticate (constant time), validate the payload, put the notification into
+the job queue and answer. Unlike a Slack ack it waits for that one enqueue (a Redis XADD with
+REDIS_URL): Alertmanager never sends a notification again once it got 200, so 200 means "durably
+queued", and a queue that is down or full answers 503, which Alertmanager retries.
+Unconfigured, it answers 503 saying what to set: Alertmanager retries
 5xx, so notifications sent before the bot is configured are not silently dropped.
 """
 
@@ -19,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.alertmanager import BadWebhook, parse_webhook
+from bot.jobs import QueueRefused
 from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.alerts import AlertNotification
@@ -98,7 +101,11 @@ def alertmanager_route(runtime: Runtime) -> Route:
         except BadWebhook as exc:
             log.warning("malformed Alertmanager notification from %s: %s", client, exc.reason)
             return JSONResponse({"error": f"malformed notification: {exc.reason}"}, status_code=400)
-        runtime.jobs.submit(AlertNotification(payload))
+        try:  # Alertmanager does not send a notification again once it got a 2xx: queue it first
+            await runtime.jobs.enqueue(AlertNotification(payload))
+        except QueueRefused as exc:
+            log.error("Alertmanager notification from %s not queued, answered 503: %s", client, exc)
+            return JSONResponse({"error": f"not queued, retry: {exc}"}, status_code=503)
         return JSONResponse({"status": "accepted", "alerts": len(payload.alerts)})
 
     return Route(PATH, receive, methods=["POST"])

@@ -75,11 +75,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "approvals, locks and the audit trail live in this process and die with it."
         )
     jobs = None
-    if args.worker:
+    telemetry = None
+    if args.worker and settings.redis_url:
+        from bot.jobs import StreamQueue
+        from bot.telemetry import Telemetry
         from bot.worker import WorkerJobs, WorkerProcess
 
-        jobs = WorkerJobs(WorkerProcess(settings, catalog).start())
-    runtime = build_runtime(settings, catalog, kube=kube, jobs=jobs)
+        telemetry = Telemetry()
+        queue = StreamQueue(settings.redis_url, max_len=settings.job_queue_max)
+        jobs = WorkerJobs(queue, WorkerProcess(settings, catalog, telemetry).start())
+    elif args.worker:
+        log.info(
+            "embedded store: jobs run in this process (the store, the queue and the work share its life)"
+        )
+    runtime = build_runtime(settings, catalog, kube=kube, jobs=jobs, telemetry=telemetry)
     socket = None
     if args.socket_mode:
         from bot.socket_mode import SocketMode
@@ -286,7 +295,8 @@ def parser() -> argparse.ArgumentParser:
         "--no-worker",
         dest="worker",
         action="store_false",
-        help="run jobs on the web process's event loop instead of a worker process (debugging)",
+        help="run jobs on the web process's event loop instead of a worker process (debugging; "
+        "always so with the embedded store)",
     )
     s.set_defaults(fn=cmd_serve)
 

@@ -299,6 +299,7 @@ class Kube:
         kubeconfig: str | None = None,
         context: str | None = None,
         timeout: float = 5.0,
+        workers: int = 8,
     ) -> Kube:
         """From a kubeconfig file when given, else the in-cluster service account; no retries."""
         configuration = no_retries(k8s.Configuration())
@@ -309,7 +310,7 @@ class Kube:
         else:
             k8s_config.load_incluster_config(client_configuration=configuration)
             api = k8s.ApiClient(configuration)
-        return cls(api, namespace, timeout=timeout)
+        return cls(api, namespace, timeout=timeout, workers=workers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

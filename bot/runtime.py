@@ -3,6 +3,7 @@ console and the tests, so what is tested is what runs."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -11,19 +12,24 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.alertmanager import Alertmanager
 from bot.app import build_bolt
+from bot.blocks import render
 from bot.config import Catalog
 from bot.dispatch import Dispatcher
-from bot.jobs import Jobs
+from bot.jobs import Jobs, QueuedJobs
 from bot.kube import Kube
 from bot.notify import Notifier
+from bot.outbox import Outbox
 from bot.policy import Policy
 from bot.prom import Prom
 from bot.settings import Settings
-from bot.slack import SlackGateway, make_client
+from bot.slack import DeliveryFailed, DeliveryPolicy, SlackError, SlackGateway, make_client
 from bot.store import Store, open_store
 from bot.telemetry import Telemetry
+from bot.views import Notice, Tone
 from handlers import SERVICES
 from handlers.base import Deps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,7 +46,7 @@ class Runtime:
 
     @property
     def runs_jobs_here(self) -> bool:
-        return type(self.jobs) is Jobs
+        return not isinstance(self.jobs, QueuedJobs)
 
     async def start(self) -> None:
         """Start the long-running services; only in the process that runs the jobs."""
@@ -67,21 +73,55 @@ def build_runtime(
     kube: Kube | None = None,
     jobs: Jobs | None = None,
     prom: Any = None,
+    telemetry: Telemetry | None = None,
 ) -> Runtime:
-    """`jobs`: where work after the ack runs; by default on this process's event loop."""
-    store = store or open_store(settings.redis_url)
+    """`jobs`: where work after the ack runs; by default on this process's event loop. Pools are
+    sized to the jobs that may run at once, so a burst waits in the queue, not for a connection."""
+    concurrency = settings.worker_concurrency
+    store = store or open_store(settings.redis_url, max_connections=2 * concurrency + 4)
     if settings.audit_stdout:
         store.audit_sink = _print_line
     kube = kube or Kube.connect(
-        catalog.namespace, kubeconfig=settings.kubeconfig, context=catalog.env.kube_context
+        catalog.namespace,
+        kubeconfig=settings.kubeconfig,
+        context=catalog.env.kube_context,
+        workers=concurrency,
     )
-    slack = SlackGateway(make_client(settings.slack_bot_token, settings.slack_api_url))
-    telemetry = Telemetry()
-    jobs = jobs or Jobs()
+    telemetry = telemetry or Telemetry()
+    slack = SlackGateway(
+        make_client(settings.slack_bot_token, settings.slack_api_url),
+        policy=DeliveryPolicy(total_seconds=settings.slack_delivery_seconds),
+        outbox=Outbox(store),
+        on_event=telemetry.slack_event,
+    )
+    jobs = jobs or Jobs(concurrency, settings.job_queue_max)
+    jobs.on_outcome = lambda outcome: telemetry.jobs.labels(outcome).inc()
+    if isinstance(jobs, QueuedJobs):
+
+        async def refused(job: Any, reason: str) -> None:
+            """Slack does not retry a slash command: say at once that this one will not run."""
+            invocation = getattr(job, "invocation", None)
+            if invocation is not None and invocation.response_url:
+                text = (
+                    "The bot could not queue this (its store is unreachable or overloaded), "
+                    "so nothing was done. Try again shortly."
+                )
+                try:
+                    await slack.respond(invocation.response_url, render(Notice(text, Tone.ERROR)))
+                except SlackError as exc:  # DeliveryFailed was logged by the gateway already
+                    if not isinstance(exc, DeliveryFailed):
+                        log.error("could not tell the user their command was not queued: %s", exc)
+
+        jobs.on_refused = refused
     policy = Policy(catalog, slack.group_members)
     alertmanager = Alertmanager(settings.alertmanager_url) if settings.alertmanager_url else None
     if prom is None and settings.prometheus_url:
-        prom = Prom(settings.prometheus_url, timeout=catalog.promql.timeout_seconds, catalog=catalog)
+        prom = Prom(
+            settings.prometheus_url,
+            timeout=catalog.promql.timeout_seconds,
+            catalog=catalog,
+            workers=concurrency,
+        )
     deps = Deps(catalog, kube, store, Notifier(slack), jobs.spawn, prom, alertmanager=alertmanager)
     dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute

@@ -207,7 +207,9 @@ def build_web(runtime: Runtime, *, socket_mode: bool = False, socket: SocketLink
     socket_mode = socket_mode or socket is not None
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        """Liveness: fails only when the worker cannot be kept up (restarting the pod may help)."""
+        jobs = runtime.jobs.health()
+        return PlainTextResponse("ok" if jobs == "ok" else jobs, status_code=200 if jobs == "ok" else 503)
 
     async def dependencies() -> dict[str, str]:
         """Redis and Kubernetes, probed with a deadline. Reported, never part of readiness: a Redis

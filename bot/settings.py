@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class Settings:
     alertmanager_webhook_password: str | None = field(default=None, repr=False)
     # AUDIT_STDOUT=1: also write each audit entry to stdout as a JSON line when it is stored.
     audit_stdout: bool = False
+    # Bounded work (see bot/jobs.py): jobs run at once per worker, how long one may take, how big
+    # the queue may grow, when a dead worker's jobs are taken over, how often a job may be tried.
+    worker_concurrency: int = 8
+    job_timeout_seconds: float = 300.0
+    job_queue_max: int = 10_000
+    job_claim_seconds: float = 30.0
+    job_max_deliveries: int = 3
+    slack_delivery_seconds: float = 60.0  # one delivery to Slack, retries included
+    invalid: tuple[str, ...] = ()  # numeric settings that did not parse (reported by serve)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -38,7 +48,31 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
+        invalid: list[str] = []
+
+        def number(name: str, default: float, low: float, kind: type = int) -> Any:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not value >= low:
+                invalid.append(f"{name} must be a{'n integer' if kind is int else ' number'} ≥ {low:g}")
+                return default
+            return value
+
         return cls(
+            worker_concurrency=number("PAYFLOW_WORKER_CONCURRENCY", cls.worker_concurrency, 1),
+            job_timeout_seconds=number("PAYFLOW_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, 1, float),
+            job_queue_max=number("PAYFLOW_JOB_QUEUE_MAX", cls.job_queue_max, 1),
+            job_claim_seconds=number("PAYFLOW_JOB_CLAIM_SECONDS", cls.job_claim_seconds, 1, float),
+            job_max_deliveries=number("PAYFLOW_JOB_MAX_DELIVERIES", cls.job_max_deliveries, 1),
+            slack_delivery_seconds=number(
+                "PAYFLOW_SLACK_DELIVERY_SECONDS", cls.slack_delivery_seconds, 1, float
+            ),
+            invalid=tuple(invalid),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -56,7 +90,7 @@ class Settings:
         )
 
     def problems_for_serve(self, socket_mode: bool) -> list[str]:
-        problems = []
+        problems = list(self.invalid)
         if self.replicas < 1:
             problems.append(
                 "PAYFLOW_REPLICAS must be a whole number of at least 1 (the replicas that may run)"

@@ -1266,11 +1266,11 @@ def _describe_url(url: object) -> tuple[str, tuple[str, ...]]:
     return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), secrets
 
 
-def open_store(redis_url: str | None) -> Store:
+def open_store(redis_url: str | None, *, max_connections: int = 50) -> Store:
     """`RedisStore` when ``redis_url`` is set, else the embedded `MemoryStore`.
 
     Nothing is contacted here; ``await store.ping()`` at startup to fail fast.
     """
     if redis_url is None or not redis_url.strip():
         return MemoryStore()
-    return RedisStore(redis_url.strip())
+    return RedisStore(redis_url.strip(), max_connections=max_connections)

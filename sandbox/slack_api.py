@@ -146,6 +146,10 @@ class _Reply:
         return cls(status, text.encode(), "text/plain; charset=utf-8")
 
 
+class _Dropped(Exception):
+    """A held request released with ``drop=True``: the connection closes with no answer and nothing done."""
+
+
 class _SlackError(Exception):
     """Raised by method handlers; becomes Slack's ``{"ok": false, "error": ...}``."""
 
@@ -271,6 +275,9 @@ class _Handler(KeepAliveHandler):
             return
         try:
             reply = self.server.stub._route(self.command, self.path, self.headers.items(), body)
+        except _Dropped:
+            self.close_connection = True
+            return
         except Exception:
             log.exception("slack stub failed on %s %s", self.command, _QUERY.sub("", self.path))
             reply = _Reply.json(500, {"ok": False, "error": "internal_error"})
@@ -319,6 +326,8 @@ class SlackApiStub:
         self._id_to_name: dict[str, str] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._latency = 0.0
+        self._holds: dict[str, tuple[threading.Event, list[bool]]] = {}  # method -> (released, [drop])
+        self._held: dict[str, int] = {}
         self._last_ts_us = 0
         self._file_numbers = itertools.count(1)
         self._subscribers: list[Callable[[Call], None]] = []
@@ -403,7 +412,8 @@ class SlackApiStub:
         error: str | None = None,
         times: int = 1,
     ) -> None:
-        """Make the next ``times`` calls to ``method`` fail, to exercise the bot's error paths.
+        """Make the next ``times`` calls to ``method`` (or ``"response_url"``) fail, to exercise the
+        bot's error paths.
 
         Without ``error``: HTTP ``status`` (429 adds ``Retry-After: retry_after`` and Slack's
         ``{"ok": false, "error": "ratelimited"}``). With ``error``: HTTP 200
@@ -418,6 +428,39 @@ class SlackApiStub:
         fault = _Fault(status=status, retry_after=int(retry_after), error=error)
         with self._lock:
             self._faults.setdefault(method, deque()).extend([fault] * times)
+
+    def hold(self, method: str) -> None:
+        """Keep requests to ``method`` (or ``"response_url"``) waiting, unanswered, until `release`:
+        a Slack that is slow at exactly the wrong moment, e.g. to kill the bot mid-delivery."""
+        with self._lock:
+            self._holds[method] = (threading.Event(), [False])
+            self._held[method] = 0
+
+    def held(self, method: str) -> int:
+        """How many requests to ``method`` have been held so far."""
+        with self._lock:
+            return self._held.get(method, 0)
+
+    def release(self, method: str, *, drop: bool = False) -> None:
+        """Let held requests through; ``drop=True`` closes their connections instead, unprocessed
+        (what a client sees when its request never reached Slack)."""
+        with self._lock:
+            gate = self._holds.pop(method, None)
+        if gate is not None:
+            gate[1][0] = drop
+            gate[0].set()
+
+    def _wait_if_held(self, method: str) -> None:
+        with self._changed:
+            gate = self._holds.get(method)
+            if gate is None:
+                return
+            self._held[method] = self._held.get(method, 0) + 1
+            self._generation += 1
+            self._changed.notify_all()
+        gate[0].wait()
+        if gate[1][0]:
+            raise _Dropped
 
     def set_latency(self, seconds: float) -> None:
         """Delay every answer, to exercise timeouts and "still working" UX."""
@@ -453,6 +496,9 @@ class SlackApiStub:
             self._pending_files.clear()
             self._faults.clear()
             self._latency = 0.0
+            for gate, _drop in self._holds.values():
+                gate.set()
+            self._holds.clear()
             self._generation += 1
             self._changed.notify_all()
 
@@ -546,8 +592,10 @@ class SlackApiStub:
         if latency:
             time.sleep(latency)
         if path.startswith("/api/"):
+            self._wait_if_held(unquote(path[len("/api/") :]))
             return self._serve_api(unquote(path[len("/api/") :]), query, lowered, body)
         if command == "POST" and path.startswith("/response/"):
+            self._wait_if_held("response_url")
             return self._serve_response_url(unquote(path[len("/response/") :]), lowered, body)
         if command == "POST" and path.startswith("/upload/"):
             return self._serve_upload(unquote(path[len("/upload/") :]), lowered, body)
@@ -579,6 +627,13 @@ class SlackApiStub:
         return _Reply.json(status, answer, extra)
 
     def _serve_response_url(self, tag: str, headers: dict[str, str], body: bytes) -> _Reply:
+        fault = self._take_fault("response_url")
+        if fault is not None:  # Slack's response_url answers plain text, like the success case
+            retry = (("Retry-After", str(fault.retry_after)),) if fault.status == 429 else ()
+            call = Call("response_url", {"tag": tag}, headers, time.time(), fault.status, {"body": "fault"})
+            self._record(call, None)
+            reply = _Reply.text(fault.status, fault.error or "internal_error")
+            return dataclasses.replace(reply, headers=retry)
         try:
             doc = json.loads(body or b"null")
         except ValueError:

@@ -1,28 +1,43 @@
-"""The real `payflow-bot serve` process, configured only through the environment contract:
-acks in the web process, work in its worker process, and the worker restarted if it dies."""
+"""The real `payflow-bot serve` process, configured only through the environment contract: acks
+in the web process, jobs through the Redis stream to its supervised worker process, which is
+replaced at once when it dies, and whose unfinished jobs are run again, once."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+from bot.commands import Help
+from bot.dispatch import CommandJob, Invocation
+from bot.jobs import encode
 from sandbox import demo
 from sandbox.local import child_pids, free_port, serve_process, wait_until
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
+STREAM, GROUP = "payflow:jobs", "workers"
 
 
 def _worker(pid: int) -> int:
     [worker] = [p for p in child_pids(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
     return worker
+
+
+def _worker_other_than(pid: int, old: int) -> int | None:
+    try:
+        new = _worker(pid)
+    except ValueError:
+        return None
+    return new if new != old else None
 
 
 def _gone(pid: int) -> bool:
@@ -33,47 +48,78 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+Serve = Callable[..., tuple[subprocess.Popen, str]]
+
+
 @pytest.fixture
-def serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = free_port()
-    catalog = tmp_path / "payflow.yaml"
-    # the built-in catalog with the demo channel and roles, written as a file like an operator would
-    catalog.write_text(
-        (ROOT / "payflow.yaml")
-        .read_text()
-        .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-        .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-    )
-    settings = {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "REDIS_URL": redis_url,
-        "KUBECONFIG": str(kubeconfig),
-        "PAYFLOW_CONFIG": str(catalog),
-    }
-    proc = serve_process(port, settings, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+def start_serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[Serve]:
+    procs: list[subprocess.Popen] = []
 
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            return False
+    def start(**extra: str) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        catalog = tmp_path / "payflow.yaml"
+        # the built-in catalog with the demo channel and roles, written as a file like an operator would
+        catalog.write_text(
+            (ROOT / "payflow.yaml")
+            .read_text()
+            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
+            .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
+        )
+        settings = {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "REDIS_URL": redis_url,
+            "KUBECONFIG": str(kubeconfig),
+            "PAYFLOW_CONFIG": str(catalog),
+            **extra,
+        }
+        log = (tmp_path / f"serve-{len(procs)}.log").open("w")
+        proc = serve_process(port, settings, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc.log_path = log.name  # type: ignore[attr-defined]
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
 
-    wait_until(up, 15, "serve to answer /healthz")
-    yield proc, url
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                assert proc.poll() is None, Path(log.name).read_text()
+                return False
+
+        wait_until(up, 15, "serve to answer /healthz")
+        return proc, url
+
+    yield start
+    for proc in procs:  # gracefully, so no worker outlives the test and reads the next one's jobs
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(45)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-def _command(url: str, slack, text: str) -> httpx.Response:
-    signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("serve")).slash(
+@pytest.fixture
+def serve(start_serve) -> tuple[subprocess.Popen, str]:
+    return start_serve()
+
+
+def _command(url: str, slack, text: str, tag: str = "serve") -> httpx.Response:
+    signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url(tag)).slash(
         text, user_id="U0ALICE", user_name="alice", channel_id=demo.OPS_CHANNEL_ID, channel_name="payflow-ops"
     )
     return httpx.post(url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5)
+
+
+def _posted(slack) -> list[str]:
+    return [c.params["text"] for c in slack.calls_to("chat.postMessage") if c.response.get("ok")]
+
+
+def _queue_is_empty(redis_server) -> bool:
+    r = redis_server.client()
+    return r.xlen(STREAM) == 0 and r.xpending(STREAM, GROUP)["pending"] == 0
 
 
 def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_server):
@@ -88,17 +134,143 @@ def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_s
     assert k8s_view.replicas("api-gateway-blue") == 5
     audit = redis_server.client().xrange("payflow:audit")
     assert [(f["actor"], f["action"], f["outcome"]) for _, f in audit] == [("U0ALICE", "scale", "ok")]
+    wait_until(lambda: _queue_is_empty(redis_server), 5, "the job to be acknowledged and deleted")
 
-    os.kill(_worker(proc.pid), signal.SIGKILL)
-    wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, 15, "readyz to report it")
-    assert httpx.get(url + "/readyz", timeout=5).json()["jobs"] == "worker process is down"
+    # a dead worker is replaced at once, with no job needed to notice; the pod stays ready and live
+    first = _worker(proc.pid)
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: _worker_other_than(proc.pid, first), 10, "a new worker process")
+    assert httpx.get(url + "/readyz", timeout=5).status_code == 200
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    assert "payflow_worker_restarts_total 1.0" in httpx.get(url + "/metrics", timeout=5).text
 
-    _command(url, slack, "scale api-gateway 4")  # the next job starts a new worker
-    slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 2, timeout=20)
+    _command(url, slack, "scale api-gateway 4")
+    slack.wait_for(lambda s: len(_posted(s)) == 2, timeout=20)
     assert k8s_view.replicas("api-gateway-blue") == 4
-    assert httpx.get(url + "/readyz", timeout=5).json()["jobs"] == "ok"
+    # the worker's own counters reach the web process's /metrics
+    metrics = lambda: httpx.get(url + "/metrics", timeout=5).text  # noqa: E731
+    wait_until(lambda: 'payflow_commands_total{command="scale",outcome="ok"} 1.0' in metrics(), 5, "counters")
+    assert 'payflow_jobs_total{outcome="done"}' in metrics()
 
-    worker = _worker(proc.pid)
     proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its jobs and exits with serve
-    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
-    assert _gone(worker)
+    assert proc.wait(timeout=45) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
+    assert _gone(second)
+
+
+def test_a_worker_killed_mid_job_does_not_lose_the_job_and_it_completes_once(
+    serve, slack, k8s_view, redis_server
+):
+    proc, url = serve
+    slack.hold("response_url")  # the job's first delivery ("Scaling…") waits: the worker is mid-job
+    assert _command(url, slack, "scale api-gateway 6").status_code == 200
+    wait_until(lambda: slack.held("response_url") >= 1, 15, "the job to be under way")
+    assert k8s_view.replicas("api-gateway-blue") == 3  # not scaled yet
+    worker = _worker(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    slack.release("response_url", drop=True)  # what was in flight never reached Slack
+
+    slack.wait_for(lambda s: _posted(s), timeout=20)
+    wait_until(lambda: _queue_is_empty(redis_server), 10, "the job to be acknowledged")
+    assert _worker(proc.pid) != worker
+    assert _posted(slack) == ["<@U0ALICE> scaled api-gateway (blue) 3 → 6"]
+    assert [r.params["text"] for r in slack.responses] == ["⏳ Scaling api-gateway to 6 replicas…"]
+    assert k8s_view.replicas("api-gateway-blue") == 6
+    audit = redis_server.client().xrange("payflow:audit")
+    assert [(f["action"], f["outcome"], f["detail"]) for _, f in audit] == [("scale", "ok", "blue 3 → 6")]
+
+
+def test_a_burst_larger_than_the_concurrency_waits_in_the_queue_and_is_answered_in_order(
+    start_serve, slack, redis_server
+):
+    _proc, url = start_serve(PAYFLOW_WORKER_CONCURRENCY="2")
+    topics = [
+        "status",
+        "scale",
+        "audit",
+        "logs",
+        "deploy",
+        "rollback",
+        "cancel",
+        "changes",
+        "lock",
+        "restart",
+    ]
+    slack.hold("response_url")
+    for i, topic in enumerate(topics):
+        assert _command(url, slack, f"help {topic}", tag=f"job{i}").status_code == 200
+    wait_until(lambda: slack.held("response_url") == 2, 15, "two jobs under way")
+    wait_until(lambda: redis_server.client().xlen(STREAM) == len(topics), 5, "the burst to be queued")
+    pending = redis_server.client().xpending(STREAM, GROUP)["pending"]
+    assert pending == 2  # the other eight wait in the stream, unread, for any worker
+    assert slack.held("response_url") == 2
+    slack.release("response_url")
+
+    slack.wait_for(lambda s: len(s.responses) == len(topics), timeout=30)
+    wait_until(lambda: _queue_is_empty(redis_server), 10, "every job acknowledged")
+    order = [int(r.params["tag"].removeprefix("job")) for r in slack.responses]
+    assert sorted(order) == list(range(len(topics)))  # each answered, once
+    # two at a time, in queue order: the two first in the queue are answered first, and a job
+    # starts only once all but one of those before it have finished
+    assert set(order[:2]) == {0, 1}
+    assert all(order.index(j) >= j - 1 for j in range(len(topics))), order
+    assert all(topics[int(r.params["tag"][3:])] in str(r.params) for r in slack.responses)
+
+
+def _raw(redis_server) -> redis.Redis:
+    """Job bytes are pickles, not text."""
+    return redis.Redis.from_url(redis_server.url)
+
+
+def _ghost_job(redis_server, tag: str, deliveries: int) -> str:
+    """A job taken by a worker of a replica that then vanished, after `deliveries` attempts."""
+    r = _raw(redis_server)
+    job = CommandJob(Invocation("U0ALICE", demo.OPS_CHANNEL_ID, "payflow-ops", "help", tag), Help(None))
+    job_id = r.xadd(STREAM, {"job": encode(job)})
+    r.xreadgroup(GROUP, "gone-replica:1", {STREAM: ">"}, count=1)
+    r.xclaim(STREAM, GROUP, "gone-replica:1", 0, [job_id], retrycount=deliveries)
+    return job_id.decode()
+
+
+def test_a_vanished_replicas_job_is_claimed_and_run_and_a_poison_job_is_dead_lettered(
+    start_serve, slack, redis_server
+):
+    _raw(redis_server).xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    ghost = _ghost_job(redis_server, slack.response_url("ghost"), deliveries=1)
+    poison = _ghost_job(redis_server, slack.response_url("poison"), deliveries=3)
+    proc, _url = start_serve(PAYFLOW_JOB_CLAIM_SECONDS="1", PAYFLOW_JOB_MAX_DELIVERIES="3")
+
+    slack.wait_for(lambda s: s.responses, timeout=20)
+    wait_until(lambda: _queue_is_empty(redis_server), 10, "both jobs off the stream")
+    assert [r.params["tag"] for r in slack.responses] == ["ghost"]
+    [(_, dead)] = _raw(redis_server).xrange("payflow:jobs:dead")
+    assert dead[b"id"].decode() == poison and b"4 times" in dead[b"reason"]
+    assert ghost != poison
+    log = Path(proc.log_path).read_text()  # type: ignore[attr-defined]
+    assert f"job {poison} dead-lettered" in log
+
+
+def test_undecodable_or_hostile_job_bytes_are_dead_lettered_never_run(start_serve, slack, redis_server):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch /tmp/payflow-pwned",))
+
+    r = _raw(redis_server)
+    r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    evil = r.xadd(STREAM, {"job": pickle.dumps(Evil())})
+    start_serve()
+    wait_until(lambda: r.xlen("payflow:jobs:dead") == 1, 15, "the job to be dead-lettered")
+    assert r.xrange("payflow:jobs:dead")[0][1][b"id"] == evil
+    assert not Path("/tmp/payflow-pwned").exists()
+    assert _queue_is_empty(redis_server)
+
+
+def test_liveness_fails_when_the_worker_cannot_be_kept_up(serve, slack):
+    proc, url = serve
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    worker = _worker(proc.pid)
+    for _ in range(5):  # five quick deaths in a row
+        os.kill(worker, signal.SIGKILL)
+        worker = wait_until(lambda w=worker: _worker_other_than(proc.pid, w), 30, "the next worker")
+    health = httpx.get(url + "/healthz", timeout=5)
+    assert health.status_code == 503 and health.text == "worker process keeps dying (5 times in a row)"
+    assert "payflow_worker_restarts_total 5.0" in httpx.get(url + "/metrics", timeout=5).text
