@@ -104,6 +104,7 @@ class Jobs:
         self.concurrency = concurrency
         self.max_queued = max_queued
         self.on_outcome: Callable[[str], None] = lambda outcome: None
+        self.timeout: float | None = None  # longest a job may run (settings.job_timeout_seconds)
         self._queue: asyncio.Queue[Any] | None = None
         self._runners: list[asyncio.Task[None]] = []
         self._active = 0
@@ -160,7 +161,7 @@ class Jobs:
             job = await self._queue.get()
             self._active += 1
             try:
-                await self.run(job, None)
+                await self.run(job, None, self.timeout)
             finally:
                 self._active -= 1
                 self._queue.task_done()

@@ -96,6 +96,7 @@ def build_runtime(
     )
     jobs = jobs or Jobs(concurrency, settings.job_queue_max)
     jobs.on_outcome = lambda outcome: telemetry.jobs.labels(outcome).inc()
+    jobs.timeout = settings.job_timeout_seconds
     if isinstance(jobs, QueuedJobs):
 
         async def refused(job: Any, reason: str) -> None:

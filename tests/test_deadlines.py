@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from bot.metrics_config import Probe
 from bot.prom import Prom, PromUnavailable
 from bot.runtime import build_runtime
 from bot.settings import Settings
-from bot.slack import SlackGateway, make_client
+from bot.slack import DeliveryFailed, DeliveryPolicy, SlackGateway, make_client
 from bot.store import AuditEntry, RedisStore, StoreUnavailable
 from sandbox.local import wait_until
 from sandbox.slack_api import SlackApiStub
@@ -123,13 +124,18 @@ def test_alertmanager_silence_costs_one_attempt(hole: BlackHole) -> None:
     assert hole.requests[0].startswith(b"POST /api/v2/silences")
 
 
-def test_slack_web_api_call_costs_one_attempt(hole: BlackHole) -> None:
-    """slack_sdk's default retry handler retries connection errors, not timeouts: one attempt."""
-    gateway = SlackGateway(make_client(BOT_TOKEN, hole.url + "/api/", timeout=1))
-    with pytest.raises(TimeoutError):
+def test_slack_web_api_call_costs_one_deadline(hole: BlackHole) -> None:
+    """A delivery retries a timeout within its one explicit deadline (the outbox's contract), and
+    slack_sdk adds no retries of its own: a 2 s deadline with 1 s attempts is two attempts."""
+    gateway = SlackGateway(
+        make_client(BOT_TOKEN, hole.url + "/api/", timeout=1), policy=DeliveryPolicy(total_seconds=2)
+    )
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed, match="timed out"):
         asyncio.run(gateway.post("C1", Message("hello")))
-    assert hole.connections == 1
-    assert hole.requests[0].startswith(b"POST /api/chat.postMessage")
+    assert time.monotonic() - started < 2.5
+    assert hole.connections == 2
+    assert all(r.startswith(b"POST /api/chat.postMessage") for r in hole.requests)
 
 
 def test_http_dependency_probe_costs_one_attempt(hole: BlackHole) -> None:
