@@ -274,3 +274,11 @@ def test_liveness_fails_when_the_worker_cannot_be_kept_up(serve, slack):
     health = httpx.get(url + "/healthz", timeout=5)
     assert health.status_code == 503 and health.text == "worker process keeps dying (5 times in a row)"
     assert "payflow_worker_restarts_total 5.0" in httpx.get(url + "/metrics", timeout=5).text
+
+
+def test_a_worker_never_outlives_its_web_process(serve):
+    proc, _url = serve
+    worker = _worker(proc.pid)
+    proc.kill()  # no graceful shutdown at all: the worker sees its pipe close and stops
+    proc.wait()
+    wait_until(lambda: _gone(worker), 45, "the orphaned worker to stop")
