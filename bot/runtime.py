@@ -103,10 +103,10 @@ def build_runtime(
             """Slack does not retry a slash command: say at once that this one will not run."""
             invocation = getattr(job, "invocation", None)
             if invocation is not None and invocation.response_url:
-                text = (
-                    "The bot could not queue this (its store is unreachable or overloaded), "
-                    "so nothing was done. Try again shortly."
-                )
+                if "full" in reason:
+                    text = "The bot is overloaded (its job queue is full), so nothing was done. Try again."
+                else:
+                    text = "The bot's store is unreachable, so nothing was done. Try again shortly."
                 try:
                     await slack.respond(invocation.response_url, render(Notice(text, Tone.ERROR)))
                 except SlackError as exc:  # DeliveryFailed was logged by the gateway already

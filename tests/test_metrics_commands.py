@@ -218,7 +218,7 @@ def _switched_change(chat, minutes_ago: float) -> None:
 
 def test_a_chart_that_cannot_be_uploaded_becomes_a_table_with_the_switch(chat, slack):
     _switched_change(chat, minutes_ago=20)
-    slack.fail_next("files.getUploadURLExternal", status=500)
+    slack.fail_next("files.getUploadURLExternal", error="invalid_arguments")  # final: not retried
 
     answer = chat.run("metrics api-gateway 1h")
 
