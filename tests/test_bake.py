@@ -204,3 +204,17 @@ def approval_requests(chat: Chat) -> list[str]:
 
 def _buttons(message) -> list:
     return [e for b in message.blocks or [] if b.get("type") == "actions" for e in b["elements"]]
+
+
+def test_a_question_slack_refused_is_posted_once_by_a_later_sweep(blind_chat, k8s_view):
+    blind_chat.run("deploy api-gateway v1.2.3")
+    blind_chat.click(approval_message(blind_chat), "Approve", user="bob")
+    blind_chat.slack.fail_next("chat.postMessage", status=500)  # the question's post
+    asked = blind_chat.slack.wait_for(lambda _: questions(blind_chat), timeout=20)
+    time.sleep(1.5)
+    assert len(questions(blind_chat)) == 1
+    posted = blind_chat.slack.calls_to("chat.postMessage")
+    assert len([c for c in posted if "bake inconclusive" in c.params.get("text", "")]) == 2
+    blind_chat.click(asked[0], "Keep v1.2.3", user="bob")
+    wait_progress(blind_chat, "— done")
+    assert k8s_view.replicas("api-gateway-blue") == 0

@@ -166,6 +166,10 @@ class Gate:
             if change.state == AWAITING_APPROVAL:
                 await self._await_approval(change, owner)
                 return
+            if change.state == NEEDS_DECISION:
+                if change.decision is None:
+                    await self._announce_once(change, owner, "ask", self._post_question)
+                return
             phase = PHASES.get(change.state)
             if phase is None:
                 return
@@ -247,17 +251,23 @@ class Gate:
         if change.expires_at and datetime.now(UTC) >= parse_iso(change.expires_at):
             await self.expire(change.id)
             return
-        if change.approval is not None:
-            return
+        if change.approval is None:
+            await self._announce_once(change, owner, "announce", self._announce)
+
+    async def _announce_once(
+        self, change: Change, owner: str | None, phase: str, post_it: Callable[[Holder], Awaitable[None]]
+    ) -> None:
+        """A state that waits for people holds no lease, except while one worker posts its
+        message (the approval request, the question): taken like any lease, free or expired."""
         if change.lease is not None and not change.lease.expired() and change.lease.owner != owner:
             return
         try:
-            announcer = await self.records.write(change, lease=self.records.lease("announce", owner))
+            poster = await self.records.write(change, lease=self.records.lease(phase, owner))
         except Moved:
             return
-        holder = Holder(self.records, announcer)
+        holder = Holder(self.records, poster)
         async with holding(holder):
-            await self._announce(holder)
+            await post_it(holder)
 
     async def _expire_when_due(self, change_id: str) -> None:
         change = await self.records.get(change_id)
@@ -376,18 +386,24 @@ class Gate:
 
     async def _ask(self, h: Holder, headline: str, why: str) -> None:
         """ONE question to people: keep the new version, or request the rollback (gated as always)."""
-        change = await h.write(state=NEEDS_DECISION, step=headline)
+        change = await h.write(state=NEEDS_DECISION, step=headline, question=why)
+        await audit(self.deps, change, BOT, "needs_decision", "inconclusive", why)
+        await self._post_question(h)
+
+    async def _post_question(self, h: Holder) -> None:
+        """Post the question once (a later sweep retries if Slack refused it)."""
+        change = h.change
         lines = (
-            f"⚠️ {why}",
+            f"⚠️ {change.question}",
             *change.bake_checks[-3:],
             "Keep it (the old color is scaled down), or request a rollback.",
         )
-        await audit(self.deps, change, BOT, "needs_decision", "inconclusive", why)
         ref = change.decision or await post(
-            self.deps, self.deps.catalog.channels.approvals, decision_card(change, headline, lines)
+            self.deps, self.deps.catalog.channels.approvals, decision_card(change, change.step, lines)
         )
         change = await h.write(decision=ref, lease=None)
-        await show(self.deps, change.progress, progress_card(change, f"{headline}: a person decides", *lines))
+        status = f"{change.step}: a person decides"
+        await show(self.deps, change.progress, progress_card(change, status, *lines))
 
     async def _propose_rollback(self, h: Holder) -> None:
         """Two SLO breaches in a row: the bot requests the rollback itself (approval-gated, and any
@@ -617,13 +633,15 @@ class Gate:
             if not change.in_flight:
                 continue
             await self.records.refresh_lock(change)
+            free = change.lease is None or change.lease.expired()
             if change.state == AWAITING_APPROVAL:
-                due = change.expires_at and datetime.now(UTC) >= parse_iso(change.expires_at)
-                if due or (change.approval is None and (change.lease is None or change.lease.expired())):
-                    self.deps.spawn(self.run(change.id))
-                    started += 1
-                continue
-            if change.state in PHASES and (change.lease is None or change.lease.expired()):
+                due = bool(change.expires_at) and datetime.now(UTC) >= parse_iso(change.expires_at or "")
+                wanted = due or (change.approval is None and free)
+            elif change.state == NEEDS_DECISION:
+                wanted = change.decision is None and free  # its question is not posted yet
+            else:
+                wanted = change.state in PHASES and free
+            if wanted:
                 self.deps.spawn(self.run(change.id))
                 started += 1
         return started

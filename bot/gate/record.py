@@ -127,6 +127,7 @@ class Change:
     approval: MessageRef | None = None
     approval_link: str | None = None
     decision: MessageRef | None = None  # the "keep or roll back?" question after an inconclusive bake
+    question: str | None = None  # why the bake could not decide
     smoke: tuple[str, ...] = ()
     decided_by: str | None = None
     decided_at: str | None = None
