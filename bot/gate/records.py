@@ -206,4 +206,5 @@ async def holding(holder: Holder) -> AsyncIterator[Holder]:
         await asyncio.gather(renewer, return_exceptions=True)
         if not holder.lost and holder.change.lease is not None and holder.change.lease.owner == holder.owner:
             with contextlib.suppress(Moved, StoreUnavailable, TimeoutError):
-                await asyncio.wait_for(holder.write(lease=None), timeout=holder.records.lease_seconds / 3)
+                # brief: at shutdown the process must not linger; an unreleased lease just lapses
+                await asyncio.wait_for(holder.write(lease=None), timeout=1.0)
