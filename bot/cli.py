@@ -161,9 +161,26 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.seed import seed
 
     catalog = _catalog(os.environ.get("PAYFLOW_CONFIG") or None)
+    grown = None
+    if args.services is not None:
+        import yaml
+
+        from sandbox.seed import with_services
+
+        try:
+            catalog = with_services(catalog, args.services)
+        except ValueError as exc:
+            print(f"--services: {exc}", file=sys.stderr)
+            return 2
+        grown = Path(args.kubeconfig).resolve().with_name(f"payflow-{args.services}-services.yaml")
+        grown.write_text(yaml.safe_dump(catalog.model_dump(mode="json", exclude_defaults=True)))
     server = SandboxServer(seed(Cluster(), catalog), port=args.port).start()
     path = server.write_kubeconfig(Path(args.kubeconfig), namespace=catalog.namespace).resolve()
     print(f"sandbox Kubernetes API on {server.url} (namespace {catalog.namespace})")
+    if grown is not None:
+        print(
+            f"catalog of {len(catalog.services)} services written to {grown}:  export PAYFLOW_CONFIG={grown}"
+        )
     print(f"kubeconfig written to {path}:  export KUBECONFIG={path}", flush=True)
     try:
         threading.Event().wait()
@@ -303,6 +320,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sandbox", help="run the simulated PayFlow cluster until stopped")
     s.add_argument("--port", type=int, default=0, help="0 picks a free port")
     s.add_argument("--kubeconfig", default="sandbox.kubeconfig", help="where to write the kubeconfig")
+    s.add_argument(
+        "--services",
+        type=int,
+        help="grow the catalog to N services (writes that catalog beside the kubeconfig)",
+    )
     s.set_defaults(fn=cmd_sandbox)
 
     s = sub.add_parser("console", help="talk to the bot from a terminal instead of Slack")

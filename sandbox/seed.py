@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.config import COLORS, Catalog, Color
+from bot.config import COLORS, Catalog, Color, ServiceSpec, Traffic
 
 SEED_VERSION = "v1.0.0"
 LIVE: Color = "blue"
@@ -93,13 +93,33 @@ def traffic_objects(catalog: Catalog) -> list[tuple[str, dict[str, Any]]]:
     return objects
 
 
+def with_services(catalog: Catalog, total: int) -> Catalog:
+    """The catalog grown to `total` services -- its own first, then ``svc-0001``… with one replica
+    each, routed by their own path on the catalog's ingress -- for a PayFlow at scale
+    (`payflow-bot sandbox --services N`)."""
+    if total < len(catalog.services):
+        raise ValueError(f"the catalog already has {len(catalog.services)} services; ask for at least that")
+    services = dict(catalog.services)
+    first = next(iter(catalog.services.values()), None)
+    ingress = first.traffic if first is not None and first.traffic.kind == "ingress" else Traffic()
+    number = 0
+    while len(services) < total:
+        number += 1
+        name = f"svc-{number:04d}"
+        if name not in services:
+            traffic = ingress.model_copy(update={"path": f"/{name}"})
+            services[name] = ServiceSpec(port=8080, replicas=1, traffic=traffic)
+    return catalog.model_copy(update={"services": services})
+
+
 def seed(cluster: Any, catalog: Catalog) -> Any:
-    for service in catalog.services:
-        for color in COLORS:
-            cluster.create("Deployment", deployment(catalog, service, color))
-            cluster.create("Service", k8s_service(catalog, service, color))
-    for kind, obj in traffic_objects(catalog):
-        cluster.create(kind, obj)
+    with cluster.batch():  # linear in the number of services
+        for service in catalog.services:
+            for color in COLORS:
+                cluster.create("Deployment", deployment(catalog, service, color))
+                cluster.create("Service", k8s_service(catalog, service, color))
+        for kind, obj in traffic_objects(catalog):
+            cluster.create(kind, obj)
     from sandbox.traffic import Traffic
 
     cluster.traffic = Traffic(cluster, catalog)  # synthetic requests, scraped at GET /metrics

@@ -156,24 +156,38 @@ class Traffic:
 
     # -- where requests go ------------------------------------------------------------------
 
-    def live_color(self, service: str) -> Color | None:
+    def _objects(self, kind: str) -> list[dict[str, Any]]:
+        """The namespace's objects of `kind` as stored, by name; read-only, under the cluster lock."""
+        stored = self.cluster.store.objects[kind]
+        return [obj for (ns, _), obj in sorted(stored.items()) if ns == self.namespace]
+
+    def _live_colors(self) -> dict[str, Color | None]:
+        """Where each service's traffic object sends it; one read of the traffic objects for all."""
+        ingresses = {i["metadata"]["name"]: i for i in self._objects("Ingress")}
+        selectors = {s["metadata"]["name"]: s for s in self._objects("Service")}
+        return {s: self._live_color(s, ingresses, selectors) for s in self.catalog.services}
+
+    def _live_color(
+        self, service: str, ingresses: Mapping[str, Any], selectors: Mapping[str, Any]
+    ) -> Color | None:
         traffic = self.catalog.service(service).traffic
-        try:
-            if traffic.kind == "ingress":
-                ingress = self.cluster.get("Ingress", self.namespace, traffic.name)
-                for rule in ingress.get("spec", {}).get("rules", []) or []:
-                    if rule.get("host") != traffic.host:
-                        continue
-                    for path in (rule.get("http") or {}).get("paths", []) or []:
-                        if path.get("path", "/") == traffic.path:
-                            backend = ((path.get("backend") or {}).get("service") or {}).get("name")
-                            return next(
-                                (c for c in COLORS if self.catalog.k8s_service_name(service, c) == backend),
-                                None,
-                            )
+        if traffic.kind == "ingress":
+            ingress = ingresses.get(traffic.name)
+            if ingress is None:  # the traffic object is missing: nothing is served
                 return None
-            svc = self.cluster.get("Service", self.namespace, traffic.name)
-        except Exception:  # the traffic object is missing: nothing is served
+            for rule in ingress.get("spec", {}).get("rules", []) or []:
+                if rule.get("host") != traffic.host:
+                    continue
+                for path in (rule.get("http") or {}).get("paths", []) or []:
+                    if path.get("path", "/") == traffic.path:
+                        backend = ((path.get("backend") or {}).get("service") or {}).get("name")
+                        return next(
+                            (c for c in COLORS if self.catalog.k8s_service_name(service, c) == backend),
+                            None,
+                        )
+            return None
+        svc = selectors.get(traffic.name)
+        if svc is None:
             return None
         value = (svc.get("spec", {}).get("selector") or {}).get(traffic.selector_key)
         return value if value in COLORS else None
@@ -181,7 +195,7 @@ class Traffic:
     def _pod_states(self) -> list[tuple[str, str, Color, bool, Profile]]:
         """(pod, service, color, ready, profile) of every pod of the catalog's services."""
         out = []
-        for pod in self.cluster.list("Pod", self.namespace):
+        for pod in self._objects("Pod"):
             labels = pod["metadata"].get("labels") or {}
             service, color = labels.get("app"), labels.get("color")
             if service not in self.catalog.services or color not in COLORS:
@@ -189,30 +203,36 @@ class Traffic:
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             ready = bool(statuses) and all(s.get("ready") for s in statuses)
             images = [str(c.get("image") or "") for c in pod["spec"].get("containers") or []]
-            bad = any(is_bad(i, self.cluster.bad_image_mode(i)) for i in images)
+            bad = any(is_bad(i, self.cluster.kubelet.bad_image_mode(i)) for i in images)
             out.append((pod["metadata"]["name"], service, color, ready, BAD if bad else GOOD))
         return out
 
     def advance(self, now: float | None = None) -> None:
         """Let the traffic since the last call happen, routed as the cluster is routed now."""
         now = self.cluster.now() if now is None else now
-        pods = self._pod_states()
-        live = {s: self.live_color(s) for s in self.catalog.services}
+        with self.cluster.lock:  # pods and routing from one moment, brought up to date once
+            self.cluster.reconcile()
+            pods = self._pod_states()
+            live = self._live_colors()
+        serving: dict[tuple[str, str], list[Profile]] = {}
+        for _, service, color, ready, profile in pods:
+            if ready:
+                serving.setdefault((service, color), []).append(profile)
         with self._lock:
             dt = 0.0 if self._last is None else max(0.0, now - self._last)
             self._last = now
             for service, color in live.items():
-                serving = [p for p in pods if p[1] == service and p[2] == color and p[3]]
                 count = rps_of(service) * dt
                 for c in COLORS:
                     self._requests.setdefault((service, c), _Requests.empty())
                 if color is None:
                     continue
                 requests = self._requests[(service, color)]
-                if not serving:
+                profiles = serving.get((service, color), [])
+                if not profiles:
                     requests.add(count, NO_ENDPOINTS)
-                for _, _, _, _, profile in serving:
-                    requests.add(count / len(serving), profile)
+                for profile in profiles:
+                    requests.add(count / len(profiles), profile)
             alive = set()
             for name, service, color, ready, profile in pods:
                 alive.add(name)

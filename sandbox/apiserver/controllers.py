@@ -64,6 +64,7 @@ class DeploymentSim:
     uid: str
     rs: dict[str, ReplicaSetSim] = field(default_factory=dict)
     progress_at: float = 0.0
+    template: tuple[int, str] | None = None  # (generation, pod-template-hash): hashing is costly
 
 
 class DeploymentController:
@@ -110,7 +111,10 @@ class DeploymentController:
             dsim = self.deployments[(ns, name)] = DeploymentSim(uid=meta["uid"], progress_at=now)
         desired = int(spec.get("replicas", 1))
         paused = bool(spec.get("paused"))
-        h = template_hash(spec["template"])
+        generation = int(meta.get("generation") or 0)
+        if dsim.template is None or dsim.template[0] != generation:
+            dsim.template = (generation, template_hash(spec["template"]))
+        h = dsim.template[1]
         created_new = False
         if not paused:
             top = max((rs.revision for rs in dsim.rs.values()), default=0)

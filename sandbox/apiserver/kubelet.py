@@ -59,6 +59,9 @@ class PodSim:
     owner: tuple[str, str] | None = None  # (deployment name, template hash)
     containers: dict[str, ContainerSim] = field(default_factory=dict)
     ready_since: float | None = None
+    # The pod's resourceVersion when it was last found Ready with nothing left to happen: until
+    # someone else changes the pod, updating it again would publish the same status.
+    settled_rv: str | None = None
 
 
 class Kubelet:
@@ -78,7 +81,15 @@ class Kubelet:
         return sim is not None and sim.ready_since is not None and sim.ready_since + min_ready <= now
 
     def update_all(self, now: float) -> None:
-        for key in list(self.pods):
+        pods = self._store.objects["Pod"]
+        for key, sim in list(self.pods.items()):
+            pod = pods.get(key)
+            if (
+                sim.settled_rv is not None
+                and pod is not None
+                and pod["metadata"]["resourceVersion"] == sim.settled_rv
+            ):
+                continue
             self.update_pod(key, now)
 
     def forget(self, ns: str, name: str) -> PodSim | None:
@@ -152,6 +163,8 @@ class Kubelet:
         if status != pod.get("status"):
             pod["status"] = status
             self._store.bump(pod)
+        settled = all_ready and all(cs.mode is None for cs in sim.containers.values())
+        sim.settled_rv = pod["metadata"]["resourceVersion"] if settled else None
 
     def _container_status(self, pod: JSON, c: JSON, csim: ContainerSim, image: str, now: float) -> JSON:
         name = c["name"]

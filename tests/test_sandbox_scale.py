@@ -1,0 +1,81 @@
+"""The sandbox at PayFlow-at-scale sizes (issue 9): a catalog grown to 1,000 services seeds, serves
+and scrapes completely; `payflow-bot sandbox --services N` hands out that catalog. Timings are
+in bench/, not here: these tests prove completeness and the bad-input answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.config import Catalog, load_catalog
+from sandbox.cluster import Cluster
+from sandbox.local import ROOT, wait_until
+from sandbox.seed import seed, wait_until_ready, with_services
+
+NS = "payflow"
+
+
+def test_a_thousand_services_seed_serve_and_scrape_completely(catalog: Catalog):
+    grown = with_services(catalog, 1000)
+    assert len(grown.services) == 1000 and list(grown.services)[:4] == list(catalog.services)
+    cluster = seed(Cluster(ready_delay=0.0, env={}), grown)
+    wait_until_ready(cluster, grown, timeout=30)
+    assert len(cluster.list("Deployment", NS)) == 2000
+    [ingress] = cluster.list("Ingress", NS)
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths["/svc-0996"] == "svc-0996-blue" and len(paths) == 1000
+
+    cluster.traffic.advance(cluster.now())
+    cluster.traffic.advance(cluster.now() + 10)
+    text = cluster.traffic.exposition()
+    served = {
+        line.split('service="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{") and 'color="blue",status="200"' in line
+    }
+    assert served == set(grown.services)
+
+
+def test_growing_below_the_catalog_is_refused(catalog: Catalog):
+    try:
+        with_services(catalog, 3)
+    except ValueError as exc:
+        assert "already has 4 services" in str(exc)
+    else:
+        raise AssertionError("3 services accepted for a catalog of 4")
+
+
+def _sandbox_cli(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "sandbox",
+        "--kubeconfig",
+        str(tmp_path / "kubeconfig"),
+        *args,
+    ]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_sandbox_command_writes_the_grown_catalog(tmp_path: Path):
+    proc = _sandbox_cli(tmp_path, "--services", "12")
+    try:
+        wait_until((tmp_path / "kubeconfig").exists, 30, "the sandbox's kubeconfig")
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        catalog_file = tmp_path / "payflow-12-services.yaml"
+        assert f"export PAYFLOW_CONFIG={catalog_file}" in lines[1]
+        assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in lines[2]
+        assert len(load_catalog(catalog_file).services) == 12
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_sandbox_command_refuses_too_few_services(tmp_path: Path):
+    proc = _sandbox_cli(tmp_path, "--services", "2")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "--services: the catalog already has 4 services" in err
+    assert not (tmp_path / "kubeconfig").exists()
