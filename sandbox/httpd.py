@@ -108,13 +108,13 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         """A chunked answer written as ``chunks`` yields; ``None`` is a tick on which a client that
         hung up is noticed (it sends nothing while it reads a stream), which ends the stream."""
         self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
         try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
             for chunk in chunks:
                 if chunk is None:
                     if select.select([self.connection], [], [], 0)[0]:

@@ -271,3 +271,42 @@ def test_the_recorder_lists_requests_in_rbac_terms(cluster, tmp_path: Path):
     assert RequestRecord("get", "apps", "deployments", "scale", NS) in records
     assert RequestRecord("patch", "apps", "deployments", "scale", NS) in records
     assert RequestRecord("list", "apps", "deployments", "", NS) in records
+
+
+def test_watches_are_bounded_and_give_their_slot_back(sandbox, cluster):
+    cluster.watches.max_open = 1
+    first = threading.Thread(
+        target=_get,
+        args=(sandbox, f"/api/v1/namespaces/{NS}/pods?watch=1&timeoutSeconds=1"),
+        kwargs={"timeout": 10},
+    )
+    first.start()
+    time.sleep(0.3)
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        _get(sandbox, f"/api/v1/namespaces/{NS}/pods?watch=1&timeoutSeconds=1")
+    body = json.loads(exc.value.read())
+    assert exc.value.code == 429 and body["reason"] == "TooManyRequests"
+    first.join(10)
+    status, _, _ = _get(sandbox, f"/api/v1/namespaces/{NS}/pods?watch=1&timeoutSeconds=1", timeout=10)
+    assert status == 200  # the slot came back when the first watch timed out
+
+
+def test_a_client_that_hangs_up_frees_its_watch(sandbox, cluster):
+    cluster.watches.max_open = 1
+    raw = socket.create_connection(("127.0.0.1", sandbox.port), timeout=5)
+    tls = sandbox.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+    tls.sendall(
+        f"GET /api/v1/namespaces/{NS}/pods?watch=1 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {sandbox.token}\r\n\r\n".encode()
+    )
+    assert tls.recv(64).startswith(b"HTTP/1.1 200")
+    tls.close()
+    deadline = time.monotonic() + 5
+    while True:  # noticed at the watch's next tick (at most a second)
+        try:
+            status, _, _ = _get(sandbox, f"/api/v1/namespaces/{NS}/pods?watch=1&timeoutSeconds=1", timeout=10)
+            break
+        except urllib.error.HTTPError as err:
+            assert err.code == 429 and time.monotonic() < deadline, "the hung-up watch kept its slot"
+            time.sleep(0.2)
+    assert status == 200

@@ -203,7 +203,6 @@ class SandboxApp:
                 return obj
             return table(info, [obj], obj["metadata"].get("resourceVersion", ""), self._wall_now(), include)
 
-        cache.acquire()
         events = watch.stream(
             cache,
             flt,

@@ -24,7 +24,7 @@ from sandbox.apiserver.storage import Store
 HISTORY = 4096  # changes kept; an older resourceVersion answers 410 Expired
 BOOKMARK_SECONDS = 5.0
 DEFAULT_TIMEOUT_SECONDS = 1800.0  # kube-apiserver's --min-request-timeout
-MAX_WATCHES = 200  # each open watch holds a thread
+MAX_WATCHES = 200  # each open watch holds a thread: the 201st is told to come back later
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class WatchCache:
         self.oldest_rv = store.rv  # changes after this one are all in the history
         self.latest_rv = store.rv
         self._open = 0
+        self.max_open = MAX_WATCHES
         store.listeners.append(self._on_change)
 
     def _on_change(self, type_: str, obj: JSON) -> None:
@@ -108,7 +109,7 @@ class WatchCache:
 
     def acquire(self) -> None:
         with self._cond:
-            if self._open >= MAX_WATCHES:
+            if self._open >= self.max_open:
                 raise ApiError(429, "TooManyRequests", "too many open watches, please try again later")
             self._open += 1
 
@@ -163,53 +164,88 @@ def stream(
 ) -> Iterator[bytes | None]:
     """The event lines of one watch: ``initial`` (the matching objects at ``start_rv``, sent as
     ADDED when ``send_initial``) then every change after ``start_rv``. ``render`` shapes each
-    object (itself, or a one-row Table). The caller has taken a slot with ``cache.acquire()``."""
+    object (itself, or a one-row Table). Takes one of the cache's slots (429 when none is
+    free) until the stream is closed, whether or not it was ever read."""
+    cache.acquire()
+    return _Slotted(
+        cache, _events(cache, flt, initial, start_rv, send_initial, render, timeout, bookmarks, stop)
+    )
 
+
+class _Slotted:
+    """The event lines, giving the watch's slot back on close (a generator never started would not)."""
+
+    def __init__(self, cache: WatchCache, events: Iterator[bytes | None]) -> None:
+        self._cache = cache
+        self._events = events
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes | None]:
+        return self
+
+    def __next__(self) -> bytes | None:
+        return next(self._events)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._events.close()  # type: ignore[attr-defined]
+            self._cache.release()
+
+
+def _events(
+    cache: WatchCache,
+    flt: Filter,
+    initial: list[JSON],
+    start_rv: int,
+    send_initial: bool,
+    render: Callable[[JSON], JSON],
+    timeout: float,
+    bookmarks: bool,
+    stop: threading.Event,
+) -> Iterator[bytes | None]:
     def line(type_: str, obj: JSON) -> bytes:
         return json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
-    try:
-        if start_rv < cache.oldest_rv:
-            yield line("ERROR", expired(start_rv, cache.oldest_rv))
+    if start_rv < cache.oldest_rv:
+        yield line("ERROR", expired(start_rv, cache.oldest_rv))
+        return
+    visible = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in initial}
+    if not send_initial:
+        visible = _visible_at(cache, flt, start_rv, visible)
+    if send_initial:
+        for obj in initial:
+            yield line("ADDED", render(obj))
+    position = start_rv
+    deadline = time.monotonic() + timeout
+    next_bookmark = time.monotonic() + cache.bookmark_seconds
+    while not stop.is_set():
+        now = time.monotonic()
+        if now >= deadline:
             return
-        visible = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in initial}
-        if not send_initial:
-            visible = _visible_at(cache, flt, start_rv, visible)
-        if send_initial:
-            for obj in initial:
-                yield line("ADDED", render(obj))
-        position = start_rv
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + cache.bookmark_seconds
-        while not stop.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            if bookmarks and now >= next_bookmark:
-                md = {"resourceVersion": str(position)}
-                yield line(
-                    "BOOKMARK", {"kind": flt.info.kind, "apiVersion": flt.info.api_version, "metadata": md}
-                )
-                next_bookmark = now + cache.bookmark_seconds
-            found = cache.after(position, flt.info.kind)
-            if found is None:
-                yield line("ERROR", expired(position, cache.oldest_rv))
-                return
-            changes, position = found
-            for change in changes:
-                key = (change.ns, change.name)
-                obj = change.object()
-                if change.type != "DELETED" and flt.matches(change.ns, obj):
-                    type_ = "MODIFIED" if key in visible else "ADDED"
-                    visible.add(key)
-                elif key in visible:
-                    type_ = "DELETED"
-                    visible.discard(key)
-                else:
-                    continue
-                yield line(type_, render(obj))
-            if not changes:
-                cache.wait(position, min(1.0, cache.bookmark_seconds, max(deadline - now, 0.0)))
-                yield None
-    finally:
-        cache.release()
+        if bookmarks and now >= next_bookmark:
+            md = {"resourceVersion": str(position)}
+            yield line(
+                "BOOKMARK", {"kind": flt.info.kind, "apiVersion": flt.info.api_version, "metadata": md}
+            )
+            next_bookmark = now + cache.bookmark_seconds
+        found = cache.after(position, flt.info.kind)
+        if found is None:
+            yield line("ERROR", expired(position, cache.oldest_rv))
+            return
+        changes, position = found
+        for change in changes:
+            key = (change.ns, change.name)
+            obj = change.object()
+            if change.type != "DELETED" and flt.matches(change.ns, obj):
+                type_ = "MODIFIED" if key in visible else "ADDED"
+                visible.add(key)
+            elif key in visible:
+                type_ = "DELETED"
+                visible.discard(key)
+            else:
+                continue
+            yield line(type_, render(obj))
+        if not changes:
+            cache.wait(position, min(1.0, cache.bookmark_seconds, max(deadline - now, 0.0)))
+            yield None
