@@ -152,7 +152,8 @@ def payload_problem(body: Any, command: str) -> str | None:
 
 
 class WellFormed(AsyncMiddleware):
-    """`payload_problem` as Bolt middleware, for what arrives over the Socket Mode socket. A class,
+    """`payload_problem` as Bolt middleware, for what arrives over the Socket Mode socket (and the
+    console's requests). A class,
     not `@app.middleware`: Bolt builds a function middleware's arguments from the payload
     (`body["actions"][0]` …) before the function runs, which is exactly what fails on bad input."""
 
@@ -163,10 +164,11 @@ class WellFormed(AsyncMiddleware):
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
         problem = payload_problem(req.body, self.command)
-        if problem is not None:
-            log.warning("refused a Slack payload: %s", problem)
-            return BoltResponse(status=400, body=problem)
-        return await next()
+        if problem is None:
+            return await next()
+        log.warning("refused a Slack payload: %s", problem)
+        # over the socket only a 200 is acked, and Slack redelivers what is not: ack, run nothing
+        return BoltResponse(status=200 if req.mode == "socket_mode" else 400, body="")
 
 
 def invocation(command: dict[str, Any]) -> Invocation:

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.config import Catalog
-from bot.logs import OneLineFormatter
+from bot.logs import OneLineFormatter, escape
 from bot.redact import redact
 from bot.roles import Role
 from bot.runtime import Runtime, build_runtime
@@ -607,7 +607,7 @@ class _NoticeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._notice(redact(f"{record.levelname.lower()}: {record.getMessage()}"))
+            self._notice(escape(redact(f"{record.levelname.lower()}: {record.getMessage()}")))
         except Exception:
             self.handleError(record)
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.alert_webhook import alertmanager_route
 from bot.app import SignatureCheck, payload_problem
@@ -30,6 +31,7 @@ READY_TIMEOUT = 2.0
 
 
 MAX_BODY = 1_000_000  # Slack's payloads are a few KB; refuse anything absurd before parsing it
+MAX_HEAD = 64 * 1024  # request line and headers; Slack's are well under 4 KB
 MAX_FIELDS = 100  # a slash command has about 15 form fields, an interaction one
 MAX_DEPTH = 32  # a block_actions payload nests about 10 deep; deeper is not from Slack
 FORM = "application/x-www-form-urlencoded"
@@ -105,6 +107,61 @@ def parse_slack_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     return payload
 
 
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol (the fast one) with a bound on the request head: httptools
+    itself buffers a request line or header of any size (a 20 MB header was read whole). Past
+    MAX_HEAD bytes without the end of the headers: 431, one log line, connection closed. (A head
+    that ends within the read that crosses the bound passes: memory stays bounded by one read.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._in_head, self._head = True, 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head += len(data)
+        super().data_received(data)
+        if self._in_head and self._head > MAX_HEAD and not self.transport.is_closing():
+            remote = self.client[0] if self.client else "?"
+            log.warning("refused a request from %s: headers larger than %d bytes", remote, MAX_HEAD)
+            reason = f"request headers larger than {MAX_HEAD} bytes".encode()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"connection: close\r\ncontent-length: " + str(len(reason)).encode() + b"\r\n\r\n" + reason
+            )
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head = True, 0
+        super().on_message_complete()
+
+
+class RefusalLog:
+    """One line per refused request, up to `burst` at once and `per_second` after that: a flood
+    of forged requests must not become a flood of log lines. The next line that is written says
+    how many were left out."""
+
+    def __init__(self, *, burst: int = 100, per_second: float = 20.0):
+        self.burst, self.per_second = burst, per_second
+        self._tokens, self._at, self.dropped = float(burst), time.monotonic(), 0
+
+    def log(self, remote: str, reason: str, size: int) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens < 1:
+            self.dropped += 1
+            return
+        self._tokens -= 1
+        more = f"; {self.dropped} more refused requests were not logged" if self.dropped else ""
+        self.dropped = 0
+        log.warning("refused a Slack request from %s: %s (%d bytes)%s", remote, reason, size, more)
+
+
 class SlackEndpoint:
     """`POST /slack/events` as a lean ASGI endpoint in front of the rest of the web app.
 
@@ -122,6 +179,7 @@ class SlackEndpoint:
         self.app = app
         self.runtime = runtime
         self.signature = signature
+        self.refusals = RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != SLACK_PATH:
@@ -151,7 +209,7 @@ class SlackEndpoint:
             return
         except BadRequest as exc:
             size = exc.size if exc.size is not None else len(body)
-            log.warning("refused a Slack request from %s: %s (%d bytes)", remote, exc.reason, size)
+            self.refusals.log(remote, exc.reason, size)
             await _reply(send, exc.status, exc.reason, {"allow": "POST"} if exc.status == 405 else None)
             return
         with self.runtime.jobs.after_response():
@@ -280,5 +338,6 @@ def uvicorn_server(
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=BoundedHttpTools,
     )
     return uvicorn.Server(config)

@@ -25,6 +25,7 @@ class Served:
         self._drain = threading.Thread(target=self._read, name="serve-stderr", daemon=True)
         self._drain.start()
         self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.socket: Any = None  # the Socket Mode endpoint it is connected to, when a test gives one
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
