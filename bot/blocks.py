@@ -31,6 +31,8 @@ from bot.views import (
 
 SECTION_LIMIT = 2900  # Slack allows 3,000 characters in a section's text
 MAX_BLOCKS = 50
+TEXT_LIMIT = 40_000  # Slack's limit on a message's text; also what all its blocks may hold together
+LONG_TEXT = 3_000  # a fallback text longer than this is cut at a line, saying so
 
 TONE_ICON = {Tone.INFO: "ℹ️", Tone.SUCCESS: "✅", Tone.WARNING: "⚠️", Tone.ERROR: "⛔", Tone.WORKING: "⏳"}
 COLOR_ICON = {"blue": "🔵", "green": "🟢"}
@@ -38,9 +40,19 @@ OUTCOME_ICON = {"ok": "✅", "denied": "🚫", "refused": "✋", "failed": "❌"
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that goes with a message (posted in its thread): the full table of a long view."""
+
+    filename: str
+    content: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Message:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    files: tuple[Attachment, ...] = ()
 
 
 def escape(text: str) -> str:
@@ -124,6 +136,108 @@ def _fit(blocks: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
     return [*blocks[: MAX_BLOCKS - 1], _context(note)]
 
 
+# --- long views: every row shown, counted, or in the attached file ------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One entry of a long view (a service, a dependency): its lines in the message, its line in
+    the full table, and `state`, the summary it is counted under when the message has no room for
+    it — None for a problem, which is shown before anything else is."""
+
+    lines: tuple[str, ...]
+    table: str
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class Fitted:
+    blocks: list[dict[str, Any]]
+    files: tuple[Attachment, ...]
+    shown: int  # rows shown in full in the message
+    counted: dict[str, int]  # rows only counted, per state ("more needing attention" for problems)
+
+
+MORE_PROBLEMS = "more needing attention"
+
+
+def _size(blocks: list[dict[str, Any]]) -> int:
+    total = 0
+    for b in blocks:
+        text = b.get("text")
+        if isinstance(text, dict):
+            total += len(text.get("text", ""))
+        total += sum(len(e.get("text", "")) for e in b.get("elements", ()) if isinstance(e, dict))
+    return total
+
+
+def fit_rows(
+    head: list[dict[str, Any]],
+    rows: list[Row],
+    tail: list[dict[str, Any]],
+    *,
+    noun: str,
+    table_head: str,
+    filename: str,
+    title: str,
+) -> Fitted:
+    """The one fitting rule for every long view, within Slack's limits (50 blocks, 3,000
+    characters a section, 40,000 in all): `head` and `tail` are always kept (a digest's verdict,
+    dependencies and alerts); rows are shown in full when they all fit; otherwise problems come
+    first, as many as fit, the other rows are counted per state ("196 healthy"), and the full
+    table of every row goes with the message as a file. Never a silent cut."""
+    fixed = len(head) + len(tail)
+    all_in = _sections([line for r in rows for line in r.lines])
+    if fixed + len(all_in) <= MAX_BLOCKS and _size(head) + _size(tail) + _size(all_in) <= TEXT_LIMIT:
+        return Fitted([*head, *all_in, *tail], (), len(rows), {})
+
+    budget_blocks = MAX_BLOCKS - fixed - 2  # the summary and the note about the file
+    budget_chars = TEXT_LIMIT - _size(head) - _size(tail) - 1_000
+    problems = [r for r in rows if r.state is None]
+    shown, count = _pack_while_room(problems, budget_blocks, budget_chars)
+    counted: dict[str, int] = {}
+    if len(problems) > count:
+        counted[MORE_PROBLEMS] = len(problems) - count
+    for r in rows:
+        if r.state is not None:
+            counted[r.state] = counted.get(r.state, 0) + 1
+    summary = " · ".join(f"*{n}* {state}" for state, n in counted.items())
+    what = f"{count} of {len(rows)} {noun} shown" if count else f"none of the {len(rows)} {noun} shown"
+    note = (
+        f"📎 {what}; the full table of all {len(rows)} is in the file `{filename}` in this message's thread"
+    )
+    table = "\n".join([table_head, *(r.table for r in rows)]) + "\n"
+    blocks = [*head, *shown, _section(f"…and {summary}"), _context(note), *tail]
+    return Fitted(blocks, (Attachment(filename, table, title),), count, counted)
+
+
+def _pack_while_room(rows: list[Row], max_blocks: int, max_chars: int) -> tuple[list[dict[str, Any]], int]:
+    """The first rows, whole, packed as `_sections` packs them, while they fit: linear."""
+    chunks: list[str] = []
+    chars = 0
+    for n, row in enumerate(rows):
+        trial = list(chunks)
+        added = 0
+        for line in row.lines:
+            line = line[:SECTION_LIMIT]
+            if trial and len(trial[-1]) + 1 + len(line) <= SECTION_LIMIT:
+                trial[-1] = f"{trial[-1]}\n{line}"
+            else:
+                trial.append(line)
+            added += len(line) + 1
+        if len(trial) > max_blocks or chars + added > max_chars:
+            return [_section(c) for c in chunks], n
+        chunks, chars = trial, chars + added
+    return [_section(c) for c in chunks], len(rows)
+
+
+def _clip(text: str) -> str:
+    """A fallback text within Slack's limit (it is what notifications show, not the message)."""
+    if len(text) <= LONG_TEXT:
+        return text
+    return text[: LONG_TEXT - 20].rsplit(" ", 1)[0] + " … (see the message)"
+
+
 @singledispatch
 def render(view: View) -> Message:
     raise TypeError(f"no rendering for {type(view).__name__}")
@@ -157,6 +271,17 @@ def _service_lines(s: ServiceStatus) -> list[str]:
     return lines
 
 
+def _status_table(s: ServiceStatus) -> str:
+    cells = [s.name, s.live or "unknown"]
+    for c in s.colors:
+        cells.append(
+            f"{c.color}={c.version or '-'} {c.ready}/{c.desired} ready {c.restarts} restarts {c.rollout}"
+        )
+    problems = [*s.problems, *(f"{c.color}: {p}" for c in s.colors for p in c.problems)]
+    cells.append("; ".join(problems) or "ok")
+    return "\t".join(cells)
+
+
 @render.register
 def _status(view: StatusReport) -> Message:
     troubled = [s for s in view.services if not s.healthy]
@@ -166,16 +291,24 @@ def _status(view: StatusReport) -> Message:
         if troubled
         else f"all {len(view.services)} service(s) healthy"
     )
-    blocks = [
+    head = [
         _header(f"PayFlow status · {view.environment}"),
         _context(f"namespace `{view.namespace}` · {summary}"),
     ]
-    for service in ordered:
-        blocks += _sections(_service_lines(service))
-    text = f"PayFlow status ({view.environment}): {summary}"
-    return Message(
-        text, _fit(blocks, "More services than one message holds; ask for one: `/payflow status <service>`")
+    rows = [
+        Row(tuple(_service_lines(s)), _status_table(s), None if not s.healthy else "healthy") for s in ordered
+    ]
+    fitted = fit_rows(
+        head,
+        rows,
+        [],
+        noun="services",
+        table_head="service\tlive\tblue\tgreen\tproblems",
+        filename=f"payflow-status-{view.environment}.tsv",
+        title=f"PayFlow status · {view.environment}: all {len(rows)} services",
     )
+    text = f"PayFlow status ({view.environment}): {summary}"
+    return Message(text, fitted.blocks, fitted.files)
 
 
 @render.register
@@ -320,18 +453,30 @@ def _health(view: mv.HealthReport) -> Message:
         if troubled
         else f"all {len(view.items)} healthy"
     )
-    blocks = [
+    head = [
         _header(f"PayFlow health · {view.environment}"),
         _context(f"{VERDICT_ICON[view.verdict]} {summary} · worst first"),
     ]
-    for item in view.items:
-        blocks += _sections(_health_item(item))
-    if view.notes:
-        blocks.append(_context(*(f"❔ {escape(n)}" for n in view.notes[:10])))
-    text = f"PayFlow health ({view.environment}): {summary}"
-    return Message(
-        text, _fit(blocks, "More than one message holds; ask for one: `/payflow health <service>`")
+    tail = [_context(*(f"❔ {escape(n)}" for n in view.notes[:10]))] if view.notes else []
+    rows = [
+        Row(
+            tuple(_health_item(i)),
+            "\t".join([i.name, i.kind, i.verdict, "; ".join(i.lines)]),
+            None if i.verdict != "ok" else ("healthy" if i.kind == "service" else "dependencies up"),
+        )
+        for i in view.items
+    ]
+    fitted = fit_rows(
+        head,
+        rows,
+        tail,
+        noun="items",
+        table_head="name\tkind\tverdict\tdetails",
+        filename=f"payflow-health-{view.environment}.tsv",
+        title=f"PayFlow health · {view.environment}: all {len(rows)} items",
     )
+    text = f"PayFlow health ({view.environment}): {summary}"
+    return Message(text, fitted.blocks, fitted.files)
 
 
 _VERDICT_WORDS = {
@@ -349,6 +494,13 @@ def _digest_service(s: mv.DigestService) -> str:
     return f"{VERDICT_ICON[s.verdict]} *{s.name}* {live}{version} · {s.ready}/{s.desired} ready · {figures}"
 
 
+def _digest_table(s: mv.DigestService) -> str:
+    figures = "\t".join(f"{f.label} {f.value}" for f in s.figures)
+    return (
+        f"{s.name}\t{s.verdict}\t{s.live or 'unknown'}\t{s.version or '-'}\t{s.ready}/{s.desired}\t{figures}"
+    )
+
+
 @render.register
 def _digest(view: mv.DigestReport) -> Message:
     verdict = view.verdict
@@ -356,7 +508,8 @@ def _digest(view: mv.DigestReport) -> Message:
     deps_down = [d.name for d in view.dependencies if d.verdict != "ok"]
     parts = []
     if troubled:
-        parts.append(f"{len(troubled)} of {len(view.services)} service(s): {', '.join(troubled[:5])}")
+        more = f" and {len(troubled) - 5} more" if len(troubled) > 5 else ""
+        parts.append(f"{len(troubled)} of {len(view.services)} service(s): {', '.join(troubled[:5])}{more}")
     if deps_down:
         parts.append(f"dependencies: {', '.join(deps_down)}")
     if view.alerts.verdict != "ok":
@@ -366,49 +519,73 @@ def _digest(view: mv.DigestReport) -> Message:
     headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
         f" — {'; '.join(parts)}" if parts else ""
     )
-    blocks = [_header(view.title), _section(headline)]
+    head = [_header(view.title), _section(headline[:SECTION_LIMIT])]
     if view.late:
-        blocks.append(_context(f"⏰ {escape(view.late)}"))
-    blocks += _sections([_digest_service(s) for s in view.services])
-    deps = " · ".join(
+        head.append(_context(f"⏰ {escape(view.late)}"))
+    deps = [
         f"{VERDICT_ICON[d.verdict]} {escape(d.name)} {escape('; '.join(d.lines))}" for d in view.dependencies
-    )
-    blocks.append(_section(f"*Dependencies* {deps}" if deps else "*Dependencies* none in the catalog"))
-    blocks.append(
-        _section(f"*Alerts* {VERDICT_ICON[view.alerts.verdict]} {escape(view.alerts.value)} firing")
-    )
-    context = [f"figures over the last {view.window}; CPU and memory against 80 % of limits"]
-    blocks.append(_context(*context))
+    ]
+    joined = f"*Dependencies* {' · '.join(deps)}" if deps else "*Dependencies* none in the catalog"
+    tail = [_section(joined)] if len(joined) <= SECTION_LIMIT else _sections(["*Dependencies*", *deps])
+    tail.append(_section(f"*Alerts* {VERDICT_ICON[view.alerts.verdict]} {escape(view.alerts.value)} firing"))
+    tail.append(_context(f"figures over the last {view.window}; CPU and memory against 80 % of limits"))
     if view.unavailable:
-        blocks.append(_section("\n".join(f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10])))
+        tail += _sections([f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10]])
+    rows = [
+        Row((_digest_service(s),), _digest_table(s), None if s.verdict != "ok" else "all good")
+        for s in view.services
+    ]
+    fitted = fit_rows(
+        head,
+        rows,
+        tail,
+        noun="services",
+        table_head="service\tverdict\tlive\tversion\tready\tfigures",
+        filename="payflow-digest.tsv",
+        title=f"{view.title}: all {len(rows)} services",
+    )
     text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (f" — {'; '.join(parts)}" if parts else "")
     if view.late:
         text += f" ({view.late})"
-    return Message(text, _fit(blocks, "More services than one message holds; see `/payflow health`."))
+    return Message(_clip(text), fitted.blocks, fitted.files)
 
 
 @render.register
 def _error_digest(view: mv.ErrorDigest) -> Message:
     verdict = view.verdict
     breaching = [name for name, f in view.rows if f.verdict == "bad"]
+    listed = ", ".join(breaching[:10]) + (f" and {len(breaching) - 10} more" if len(breaching) > 10 else "")
     headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
-        f" — over the SLO: {', '.join(breaching)}" if breaching else ""
+        f" — over the SLO: {listed}" if breaching else ""
     )
-    blocks = [_header(view.title), _section(headline)]
+    head = [_header(view.title), _section(headline[:SECTION_LIMIT])]
     if view.late:
-        blocks.append(_context(f"⏰ {escape(view.late)}"))
-    blocks += _sections(
-        [f"{VERDICT_ICON[f.verdict]} *{name}* {escape(f.value)} (SLO {f.objective})" for name, f in view.rows]
-    )
+        head.append(_context(f"⏰ {escape(view.late)}"))
+    tail = []
     if view.unavailable:
-        blocks.append(_section("\n".join(f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10])))
-    blocks.append(_context(f"error rate over the last {view.window}"))
-    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (
-        f" (over the SLO: {', '.join(breaching)})" if breaching else ""
+        tail += _sections([f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10]])
+    tail.append(_context(f"error rate over the last {view.window}"))
+    rows = [
+        Row(
+            (f"{VERDICT_ICON[f.verdict]} *{name}* {escape(f.value)} (SLO {f.objective})",),
+            f"{name}\t{f.verdict}\t{f.value}\t{f.objective}",
+            None if f.verdict != "ok" else "within the SLO",
+        )
+        for name, f in view.rows
+    ]
+    fitted = fit_rows(
+        head,
+        rows,
+        tail,
+        noun="services",
+        table_head="service\tverdict\terror rate\tSLO",
+        filename="payflow-errors.tsv",
+        title=f"{view.title}: all {len(rows)} services",
     )
+    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (f" (over the SLO: {listed})" if breaching else "")
     if view.late:
         text += f" ({view.late})"
-    return Message(text, _fit(blocks, "More services than one message holds."))
+    return Message(_clip(text), fitted.blocks, fitted.files)
 
 
 @render.register

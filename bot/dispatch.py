@@ -13,6 +13,7 @@ from typing import Protocol
 from bot.blocks import Message, render
 from bot.commands import SPECS, Command, Scale, Usage, parse, spec_for
 from bot.kube import KubeError, Unreachable
+from bot.notify import post_with_files
 from bot.policy import Caller, Policy
 from bot.roles import Role
 from bot.slack import MessageRef, SlackError, SlackGateway
@@ -223,7 +224,7 @@ class Dispatcher:
         message = render(reply.view)
         if reply.public:
             try:
-                await self.slack.post(inv.channel_id, message)
+                await post_with_files(self.slack, inv.channel_id, message)
                 return
             except SlackError as exc:
                 if exc.code not in {"not_in_channel", "channel_not_found", "is_archived"}:
@@ -234,3 +235,15 @@ class Dispatcher:
             await self.slack.respond(inv.response_url, message, public=reply.public, replace=replace)
         else:
             await self.slack.ephemeral(inv.channel_id, inv.user_id, message)
+        if message.files:  # no thread to put them in here: say so rather than leave them out silently
+            names = ", ".join(f.filename for f in message.files)
+            await self._deliver(
+                inv,
+                Reply(
+                    Notice(
+                        f"The full table ({names}) could not be attached here: invite the bot to this "
+                        "channel to get it.",
+                        Tone.WARNING,
+                    )
+                ),
+            )

@@ -43,6 +43,10 @@ class Conflict(KubeError):
     """The object changed since we read it (409) or a JSON-patch test failed (422)."""
 
 
+class NotStarted(KubeError):
+    """The call waited for a thread of the gateway past its `start_by` and was never sent."""
+
+
 class Unreachable(KubeError):
     """No answer: refused, or no reply within the deadline. ``uncertain`` is True when a write was
     sent and its answer never came, so it may have been applied: the caller must not say "nothing
@@ -178,12 +182,35 @@ class ScaleState:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything `status` needs, read in one round of parallel list calls."""
+    """Everything `status` needs, read in one round of parallel list calls. Pods are indexed by
+    their deployment's selector once, so asking for one deployment's pods is a lookup, not a
+    scan: `status` of 1,000 services stays O(pods), not O(services × pods)."""
 
     deployments: dict[str, DeploymentState]
     pods: list[PodState]
     ingresses: dict[str, IngressState]
     services: dict[str, ServiceState]
+    _by_selector: dict[tuple[str, ...], dict[tuple[str | None, ...], list[PodState]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # one pass over the pods per distinct set of selector keys (in practice one: app, color)
+        for keys in {tuple(sorted(d.selector)) for d in self.deployments.values() if d.selector}:
+            index: dict[tuple[str | None, ...], list[PodState]] = {}
+            for pod in self.pods:
+                index.setdefault(tuple(pod.labels.get(k) for k in keys), []).append(pod)
+            self._by_selector[keys] = index
+
+    def pods_of(self, dep: DeploymentState) -> list[PodState]:
+        """The pods `dep` selects (its matchLabels), as `DeploymentState.owns` would find them."""
+        if not dep.selector:
+            return []
+        keys = tuple(sorted(dep.selector))
+        index = self._by_selector.get(keys)
+        if index is None:  # a deployment that was not in this snapshot
+            return [p for p in self.pods if dep.owns(p)]
+        return list(index.get(tuple(dep.selector[k] for k in keys), ()))
 
 
 def _deployment(obj: dict[str, Any]) -> DeploymentState:
@@ -316,17 +343,39 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _call(self, fn: Any, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        fn: Any,
+        *args: Any,
+        raw: bool = False,
+        timeout: float | None = None,
+        on_start: Any = None,
+        start_by: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run one client call in the pool; returns parsed JSON, or the bytes when `raw`.
 
         One deadline covers the wait for a pool thread and the request (urllib3's total timeout);
         the extra second lets urllib3's own timeout, which knows whether the request was sent,
-        usually be the one that fires."""
+        usually be the one that fires. With `on_start` (called on the loop with the loop's time
+        when a pool thread takes the call up), the deadline starts then instead: a probe's
+        deadline must not count its wait behind other calls. That wait is bounded by `start_by`
+        (the loop's time): a call not taken up by then is never sent (NotStarted)."""
         write = getattr(fn, "__name__", "").startswith(_WRITES)
+        timeout = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def begun() -> None:
+            if not started.done():
+                started.set_result(None)
+                on_start(loop.time())
 
         def call() -> Any:
+            if on_start is not None:
+                loop.call_soon_threadsafe(begun)
             try:
-                resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+                resp = fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
             except ApiException as exc:
                 if exc.status == 404:
                     raise NotFound(_reason(exc)) from None
@@ -336,20 +385,28 @@ class Kube:
                     raise KubeError(f"Kubernetes refused the bot's credentials ({exc.status})") from None
                 raise KubeError(f"Kubernetes answered {exc.status}: {_reason(exc)}") from None
             except Exception as exc:  # urllib3 connection and timeout errors
-                raise _unreachable(exc, self._timeout, write) from None
+                raise _unreachable(exc, timeout, write) from None
             try:
                 data = resp.data  # the body is read here, still under urllib3's total timeout
             except Exception as exc:
-                raise _unreachable(exc, self._timeout, write) from None
+                raise _unreachable(exc, timeout, write) from None
             if raw:
                 return data
             return json.loads(data) if data else None
 
-        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future = loop.run_in_executor(self._pool, call)
         try:
-            return await asyncio.wait_for(future, self._timeout + 1)
+            if on_start is not None:  # the queue wait, bounded by start_by, not by this deadline
+                wait = None if start_by is None else max(0.0, start_by - loop.time())
+                await asyncio.wait({started, future}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if not started.done() and not future.done() and future.cancel():
+                    raise NotStarted("not sent: the Kubernetes gateway's threads stayed busy")
+            return await asyncio.wait_for(future, timeout + 1)
         except TimeoutError:
-            raise _unreachable(TimeoutError(), self._timeout, write) from None
+            raise _unreachable(TimeoutError(), timeout, write) from None
+        except asyncio.CancelledError:
+            future.cancel()  # still queued: it never runs
+            raise
 
     async def ping(self) -> str:
         info = await self._call(self._version.get_code)
@@ -499,8 +556,18 @@ class Kube:
             route.object, route.pointer, written if isinstance(written, str) else None, rv, route.guards
         )
 
-    async def proxy_get(self, service: str, port: int, path: str) -> tuple[int, str]:
-        """GET through the API server's service proxy (for probes from outside the cluster)."""
+    async def proxy_get(
+        self,
+        service: str,
+        port: int,
+        path: str,
+        *,
+        timeout: float | None = None,
+        on_start: Any = None,
+        start_by: float | None = None,
+    ) -> tuple[int, str]:
+        """GET through the API server's service proxy (for probes from outside the cluster).
+        `timeout` and `on_start`: see `_call` (a probe's deadline starts when the probe does)."""
         try:
             data = await self._call(
                 self._core.connect_get_namespaced_service_proxy_with_path,
@@ -508,7 +575,12 @@ class Kube:
                 self.namespace,
                 path.lstrip("/"),
                 raw=True,
+                timeout=timeout,
+                on_start=on_start,
+                start_by=start_by,
             )
+        except (Unreachable, NotStarted):
+            raise  # no answer is not an answer: the caller says "no answer"
         except KubeError as exc:
             return 503, str(exc)
         return 200, data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)

@@ -3,9 +3,34 @@ keeps Block Kit and the Web API out of the command logic."""
 
 from __future__ import annotations
 
-from bot.blocks import render
-from bot.slack import MessageRef, SlackGateway
+import logging
+
+from bot.blocks import Message, render
+from bot.slack import MessageRef, SlackError, SlackGateway
 from bot.views import View
+
+log = logging.getLogger(__name__)
+
+
+async def post_with_files(
+    slack: SlackGateway, channel: str, message: Message, thread_ts: str | None = None
+) -> MessageRef:
+    """Post a message, then its files (a long view's full table) in its thread. A file Slack
+    refuses is said in the thread: the message already counts every row, so nothing is lost."""
+    ref = await slack.post(channel, message, thread_ts=thread_ts)
+    for f in message.files:
+        try:
+            await slack.upload(
+                ref.channel, f.filename, f.content, title=f.title, thread_ts=thread_ts or ref.ts
+            )
+        except SlackError as exc:
+            log.warning("could not attach %s: %s", f.filename, exc)
+            note = Message(
+                f"⚠️ The full table ({f.filename}) could not be attached (Slack: {exc.code}); "
+                "invite the bot to this channel to get it."
+            )
+            await slack.post(ref.channel, note, thread_ts=thread_ts or ref.ts)
+    return ref
 
 
 class Notifier:
@@ -13,7 +38,7 @@ class Notifier:
         self.slack = slack
 
     async def post(self, channel: str, view: View, thread: MessageRef | None = None) -> MessageRef:
-        return await self.slack.post(channel, render(view), thread_ts=thread.ts if thread else None)
+        return await post_with_files(self.slack, channel, render(view), thread.ts if thread else None)
 
     async def update(self, ref: MessageRef, view: View) -> None:
         await self.slack.update(ref, render(view))

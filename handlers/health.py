@@ -8,7 +8,7 @@ import asyncio
 
 from bot.commands import Health
 from bot.config import Catalog
-from bot.healthcheck import ProbeResult, probe_dependency, probe_health
+from bot.healthcheck import ProbeResult, probe_dependency, probe_many
 from bot.kube import Snapshot
 from bot.prom import Prom, Reading
 from bot.views import VERDICTS, HealthItem, HealthReport, Reply, worst
@@ -22,14 +22,9 @@ def _order(items: list[HealthItem]) -> tuple[HealthItem, ...]:
 
 async def service_items(ctx: Context, names: list[str], snap: Snapshot) -> list[HealthItem]:
     statuses = [service_status(ctx.catalog, name, snap) for name in names]
-    probes = await asyncio.gather(
-        *(
-            probe_health(ctx.catalog, ctx.kube, s.name, s.live)
-            if s.live
-            else _no_probe("no live color to probe")
-            for s in statuses
-        )
-    )
+    targets = [(s.name, s.live) for s in statuses if s.live]
+    results = iter(await probe_many(ctx.catalog, ctx.kube, targets))
+    probes = [next(results) if s.live else ProbeResult(False, "no live color to probe") for s in statuses]
     items = []
     for s, probe in zip(statuses, probes, strict=True):
         verdicts, lines = [], []
@@ -47,13 +42,9 @@ async def service_items(ctx: Context, names: list[str], snap: Snapshot) -> list[
         lines += list(s.problems)
         verdicts += ["bad"] * len(s.problems)
         lines.append(f"{s.live or 'live color'}: {probe.summary}")
-        verdicts.append("ok" if probe.ok else "bad")
+        verdicts.append("ok" if probe.ok else "bad" if probe.ran else "unknown")
         items.append(HealthItem(s.name, "service", worst(verdicts), tuple(lines)))
     return items
-
-
-async def _no_probe(why: str) -> ProbeResult:
-    return ProbeResult(False, why)
 
 
 def dependency_verdict(reading: Reading, probe: ProbeResult | None) -> tuple[str, list[str]]:

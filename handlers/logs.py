@@ -66,7 +66,7 @@ async def show_logs(cmd: Logs, ctx: Context) -> Reply:
     dep = snap.deployments.get(deployment)
     if dep is None:
         raise Refused(f"The live deployment {deployment} does not exist.")
-    pods = sorted(p.name for p in snap.pods if dep.owns(p))
+    pods = sorted(p.name for p in snap.pods_of(dep))
     if not pods:
         return Reply(Notice(f"{cmd.service} ({color}) has no pods, so there are no logs to show."))
     problems = [f"showing {MAX_PODS} of {len(pods)} pods"] if len(pods) > MAX_PODS else []

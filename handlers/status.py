@@ -27,7 +27,7 @@ def color_status(catalog: Catalog, service: str, color: Color, live: bool, snap:
     dep = snap.deployments.get(name)
     if dep is None:
         return ColorStatus(color, name, live, None, 0, 0, 0, "missing", (f"deployment {name} not found",))
-    pods: list[PodState] = [p for p in snap.pods if dep.owns(p)]
+    pods: list[PodState] = snap.pods_of(dep)
     problems: list[str] = []
     waiting = Counter(p.waiting_reason for p in pods if p.waiting_reason in BAD_WAITING)
     problems += [f"{n} pod{'s' * (n > 1)} in {reason}" for reason, n in sorted(waiting.items())]
