@@ -310,10 +310,7 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient, namespace: str, *, timeout: float = 5.0, workers: int = 8):
         self.namespace = namespace
         self._api = api_client
-        self._apps = k8s.AppsV1Api(api_client)
-        self._core = k8s.CoreV1Api(api_client)
-        self._net = k8s.NetworkingV1Api(api_client)
-        self._version = k8s.VersionApi(api_client)
+        self._apis: dict[str, Any] = {}  # built on first use: see _lazy
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._inflight: asyncio.Future[Snapshot] | None = None
@@ -338,6 +335,36 @@ class Kube:
             k8s_config.load_incluster_config(client_configuration=configuration)
             api = k8s.ApiClient(configuration)
         return cls(api, namespace, timeout=timeout, workers=workers)
+
+    def _lazy(self, name: str) -> Any:
+        """The generated API class `name`, built on first use: importing AppsV1Api and CoreV1Api
+        imports hundreds of model modules (~0.6 s), which the web process (it only pings) never
+        needs and the worker warms up after it is ready (`warm`)."""
+        api = self._apis.get(name)
+        if api is None:
+            api = self._apis[name] = getattr(k8s, name)(self._api)
+        return api
+
+    @property
+    def _apps(self) -> Any:
+        return self._lazy("AppsV1Api")
+
+    @property
+    def _core(self) -> Any:
+        return self._lazy("CoreV1Api")
+
+    @property
+    def _net(self) -> Any:
+        return self._lazy("NetworkingV1Api")
+
+    @property
+    def _version(self) -> Any:
+        return self._lazy("VersionApi")
+
+    def warm(self) -> None:
+        """Build the API classes in a pool thread, off the event loop, once the process is up."""
+        for name in ("AppsV1Api", "CoreV1Api", "NetworkingV1Api"):
+            self._pool.submit(self._lazy, name)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

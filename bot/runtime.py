@@ -50,6 +50,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Start the long-running services; only in the process that runs the jobs."""
+        self.kube.warm()  # the API classes' imports, off the loop: the first command does not pay them
         for service in SERVICES:
             self.jobs.spawn(service(self.dispatcher.deps))
 
