@@ -69,6 +69,8 @@ def pathological() -> dict[str, str]:
         "Authorization:": fill("Authorization: "),
         "--password flags": fill("--password "),
         "mysql, no -p": fill("mysql "),
+        "mysql, many -p": "mysql " + fill("-pX "),
+        "quoted Authorization": fill('Authorization: "x" '),
         "<password> tags": fill("<password>"),
         "scheme://user:": fill("a://b:"),
         "@ after scheme": "a://b:" + fill("@"),

@@ -97,6 +97,9 @@ def _card_end_zero_padded(run: str, i: int) -> int | None:
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HEX_LETTERS = frozenset("abcdefABCDEF")
+# ObjectID, MD5 and hex trace IDs, SHA-1 (git), SHA-224/256 (digests), SHA-384/512: by length, so
+# that every digit run inside one token gets the same answer (a redaction must not change it).
+_HEX_ID_LENGTHS = frozenset({24, 32, 40, 48, 56, 64, 96, 128})
 _ID_KEY = re.compile(r"(?i)(?:trace|span|parent)[_.-]?id[\"']?[ \t]*[=:][ \t]*[\"']?$")
 
 
@@ -109,7 +112,7 @@ def _not_a_card_here(text: str, start: int, end: int) -> bool:
     if not any(c in _HEX_LETTERS or c == "-" for c in around):
         return False
     return _token_around(text, start, end, _HEX | {"-"}, _UUID.fullmatch) or _token_around(
-        text, start, end, _HEX, lambda token: len(token) >= 24 and not token.isdigit()
+        text, start, end, _HEX, lambda token: len(token) in _HEX_ID_LENGTHS and not token.isdigit()
     )
 
 
@@ -118,6 +121,8 @@ def _token_around(
 ) -> bool:
     """Whether the token of `chars` around `text[start:end]`, bounded by no letter or digit,
     passes `test`."""
+    if any(c not in chars for c in text[start:end]):
+        return False
     left, right = start, end
     while left and text[left - 1] in chars:
         left -= 1
@@ -153,16 +158,16 @@ def _glued_suffix(run: str) -> int | None:
 _EPOCH = re.compile(r"1[4-9][0-9]{11}(?:[0-9]{3}){0,2}")  # seconds since 2014 in ms, µs or ns
 
 
-def _glued_card(groups: list[str], separators: list[str]) -> tuple[int, int] | None:
-    """A card whose first group has a word and one to three digits glued in front (`ref9` + card):
-    (where the card starts in the first group, the group after the card)."""
-    first = groups[0]
-    if 5 <= len(first) <= 7 and len(groups) > 1:  # printed in groups: `ref94111 1111 1111 1111`
-        stop = _card_end([first[-4:], *groups[1:]], separators, 0)
-        return None if stop is None else (len(first) - 4, stop)
+def _glued_card(groups: list[str], separators: list[str], i: int) -> tuple[int, int] | None:
+    """A card whose group `i` has a word and one to three digits glued in front (`ref9` + card):
+    (where the card starts in that group, the group after the card)."""
+    first = groups[i]
+    if 5 <= len(first) <= 7 and len(groups) > i + 1:  # printed in groups: `ref94111 1111 1111 1111`
+        stop = _card_end([first[-4:], *groups[i + 1 :]], separators[i:], 0)
+        return None if stop is None else (len(first) - 4, i + stop)
     if 14 <= len(first) <= 22 and not _EPOCH.fullmatch(first):
         cut = _glued_suffix(first)
-        return None if cut is None else (cut, 1)
+        return None if cut is None else (cut, i + 1)
     return None
 
 
@@ -181,9 +186,11 @@ def _card(text: str, start: int, end: int) -> str:
         stop = _card_end(groups, separators, i)
         if stop is not None:
             out.append(CARD)
-        elif i == 0 and glued and (glued_stop := _glued_card(groups, separators)) is not None:
+        elif (glued if i == 0 else separators[i - 1].endswith("_")) and (
+            glued_stop := _glued_card(groups, separators, i)
+        ) is not None:
             cut, stop = glued_stop
-            out.append(groups[0][:cut] + CARD)
+            out.append(groups[i][:cut] + CARD)
         else:
             out.append(groups[i])
             stop = i + 1
@@ -252,9 +259,7 @@ _KV_KEY = (
 )
 # SECRET_KEY_BASE=, password_hash:, token_b64= are the secret too; password_policy= is not.
 _KEY_SUFFIX = r"(?:[_.-]?(?:base|value|b64|base64|raw|plain|hash|enc|encrypted|str|string|text))?"
-_ONE_TOKEN_SCHEME = re.compile(
-    r"(?i)(bearer|basic|token|apikey|api-key|key|negotiate|ntlm|dpop|ssws|sso-key)([ \t]+)(\S+)(.*)"
-)
+_ONE_TOKEN_SCHEMES = r"bearer|basic|token|apikey|api-key|key|negotiate|ntlm|dpop|ssws|sso-key"
 
 
 def _span(match: re.Match[str], text: str, group: str | int) -> str:
@@ -284,9 +289,14 @@ def _basic(match: re.Match[str], text: str) -> str:
     return head + REDACTED if b":" in decoded and decoded.isascii() else _span(match, text, 0)
 
 
-def _mysql(match: re.Match[str], text: str) -> str:
-    head = _span(match, text, "head")
-    return _span(match, text, 0) if head.rstrip().endswith("-P") else head + REDACTED  # -P is a port
+_MYSQL_P = re.compile(r"((?<![\w-])-p)(?!\[REDACTED)([^\s-]\S*)")  # -P is the port, `-p db` a prompt
+_SSHPASS_P = re.compile(r"((?<![\w-])-p[ \t]+)(?!\[REDACTED)(\S+)")
+
+
+def _password_flags(match: re.Match[str], text: str) -> str:
+    line = _span(match, text, 0)
+    flag = _SSHPASS_P if line[:7].lower() == "sshpass" else _MYSQL_P
+    return flag.sub(lambda m: m.group(1) + REDACTED, line)
 
 
 def _card_run(match: re.Match[str], text: str) -> str:
@@ -312,20 +322,7 @@ def _base64(match: re.Match[str], text: str) -> str:
 
 
 def _auth(match: re.Match[str], text: str) -> str:
-    """In a quoted field (JSON, a repr) the credentials end at the closing quote, elsewhere at the
-    end of the line; a one-token scheme stays readable."""
-    quote_, rest = _span(match, text, "quote"), _span(match, text, "rest")
-    head, tail = _span(match, text, "head") + quote_, ""
-    if quote_ and quote_ in rest:
-        rest, tail = rest[: rest.index(quote_)], rest[rest.index(quote_) :]
-    if rest.startswith(_MARK):
-        return head + rest + tail
-    one = _ONE_TOKEN_SCHEME.fullmatch(rest)
-    if one is None:
-        return head + REDACTED + tail
-    if one.group(3).startswith(_MARK):
-        return head + rest + tail
-    return f"{head}{one.group(1)}{one.group(2)}{REDACTED}{one.group(4)}{tail}"
+    return _span(match, text, "head") + _span(match, text, "quote") + _span(match, text, "scheme") + REDACTED
 
 
 def _key_value(match: re.Match[str], text: str) -> str:
@@ -341,7 +338,7 @@ def _key_value(match: re.Match[str], text: str) -> str:
             if not inner or inner.startswith(_MARK):
                 return whole
             return f"{head}{quote_}{REDACTED}{quote_}"
-    if value.startswith(_MARK):
+    if value.removeprefix("&quot;").lstrip("\\\"'").startswith(_MARK):  # also `"[REDACTED` cut at a space
         return whole
     tail = ""
     for close, open_ in ((")", "("), ("]", "["), ("}", "{")):  # `{password=x}`: keep the brace
@@ -378,6 +375,8 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
         _whole("[REDACTED jwt]"),
         False,
     ),
+    # cards before the rules that read context: a marker must not make a key of what follows it
+    (_CARD_RUN, _card_run, False),
     # user:password@ in any URL; the user may be empty (redis://:pw@host) and an unescaped @ inside
     # the password must not leave its tail behind: the match runs to the last @ before the host.
     (
@@ -388,7 +387,11 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
     # Authorization of any scheme (Bearer, Basic, Token, Digest, AWS4-HMAC-SHA256 …)
     (
         re.compile(
-            rf"(?P<head>authorization{_QUOTE}?[ \t]*+[:=][ \t]*+)(?P<quote>{_QUOTE})?(?P<rest>[^\n]+)"
+            # a one-token scheme keeps its name and loses its token; anything else (Digest, AWS4,
+            # no scheme) loses the whole field: to the closing quote in JSON or a repr, else the line
+            rf"(?P<head>authorization{_QUOTE}?[ \t]*+[:=][ \t]*+)(?P<quote>{_QUOTE})?+"
+            rf"(?:(?P<scheme>(?:{_ONE_TOKEN_SCHEMES})[ \t]++){_NOT_MARK}[^\s\"',;\\]++"
+            rf"|(?!(?:{_ONE_TOKEN_SCHEMES})[ \t]){_NOT_MARK}(?:(?!(?P=quote))[^\n])+)"
         ),
         _auth,
         True,
@@ -414,11 +417,8 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
         _head,
         True,
     ),
-    # `-p VALUE` right after mysql or sshpass
-    *(
-        (re.compile(rf"(?P<head>{tool}\b[^\n]{{0,200}}?[ \t]-p[ \t]?+){_NOT_MARK}[^\s-]\S*+"), _mysql, True)
-        for tool in (r"mysql\w{0,10}", "sshpass")
-    ),
+    # `-pVALUE` anywhere on a mysql command line, `-p VALUE` on an sshpass one
+    (re.compile(r"(?:mysql\w{0,10}|sshpass)\b[^\n]*"), _password_flags, True),
     # <Password>…</Password>, <ns:ApiToken>…, <CardNumber>…, also HTML-escaped (&lt;Password&gt;)
     (
         re.compile(
@@ -438,7 +438,6 @@ _RULES: list[tuple[re.Pattern[str], _Replace, bool]] = [
         _key_value,
         True,
     ),
-    (_CARD_RUN, _card_run, False),
     # A key or secret key with no label (an AWS secret key, a PEM line out of its block).
     (
         re.compile(
@@ -491,7 +490,7 @@ def _percent(token: str) -> str:
             break
         decoded = again
     clean = _redact_plain(decoded)
-    return token if clean == decoded else quote(clean, safe=_KEEP_IN_URL)
+    return token if clean == decoded else quote(clean.encode("utf-8", "surrogatepass"), safe=_KEEP_IN_URL)
 
 
 def _percent_tokens(text: str) -> str:
@@ -688,14 +687,23 @@ def redact_file(content: bytes | str) -> bytes:
     encoding = _text_encoding(content)
     if encoding is None:
         return content
-    text = content.decode(encoding, errors="surrogateescape" if encoding == "utf-8" else "strict")
+    bom = _bom(encoding, content)
+    codec = _bomless(bom) if encoding in ("utf-16", "utf-32") else encoding.removesuffix("-sig")
+    body = content[len(bom) :]
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError:  # damaged text, or binary that looks like text: keep it whole unless
+        text = body.decode(codec, errors="replace")  # there is something to redact in it
     clean = redact(text)
     if clean == text:
         return content
-    if encoding in ("utf-16", "utf-32"):  # the codec writes the BOM itself, in native order
-        bom = content[: 4 if encoding == "utf-32" else 2]
-        return bom + clean.encode(_bomless(bom))
-    return clean.encode(encoding, errors="surrogateescape" if encoding == "utf-8" else "strict")
+    return bom + clean.encode(codec, errors="replace")
+
+
+def _bom(encoding: str, content: bytes) -> bytes:
+    """The byte order mark `content` starts with, for an encoding found from one."""
+    size = {"utf-8-sig": 3, "utf-16": 2, "utf-32": 4}.get(encoding, 0)
+    return content[:size]
 
 
 def _bomless(bom: bytes) -> str:

@@ -251,3 +251,57 @@ def test_generated_harmless_numbers_stay():
         if redact(line) != line:
             changed.append(line)
     assert changed == []
+
+
+# Found by fuzzing (random glue of the pieces below), each once not idempotent or leaking.
+FUZZ_FINDINGS = [
+    "mysql -pl -p2",  # a second -p on a mysql line
+    "4111111111111111-password 6",  # a card marker made a `-password` flag of what followed
+    'password=Authorization:""Authorization=3',  # a header consumed the rest of its line
+    "Authorization: Token abc Authorization: Token def",
+    "Authorization:'2",  # the quote given back on the second pass
+    "4111111111111111 2a4111111111111111",  # a hex-ID check that looked across a space
+    "7\u200b4111111111111111a4111111111111111",
+    "4111111111111111_14111111111111111",  # a card glued by `_` inside a digit run
+    "mysql -p1\t_84111111111111111",
+    '%password="4111111111111111%22',  # a marker's space cut a URL-encoded token
+    "Authorization:4111111111111111Authorization:\udcff%47",  # lone surrogate re-encoded
+]
+PIECES = [
+    *"0123456789 -._+%=:;^?\"'<>&/\\{}[]()\n\tBDaAxXpP",
+    "%22", "%3A", "%B", "\udcff", "İ", "４", "\u00a0", "\u200b", "password=", "Authorization: ",
+    "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----", "eyJ", "://", "@", "4111111111111111",
+    "&quot;", "&lt;", "--password ", "mysql -p", "\x00", "\r",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", FUZZ_FINDINGS)
+def test_fuzzing_findings_are_redacted_once_and_for_all(text):
+    out = redact(text)
+    assert redact(out) == out and out.count("\n") == text.count("\n")
+    assert "4111111111111111" not in out and "def" not in out.split("Token")[-1]
+
+
+def test_random_glue_is_idempotent_keeps_lines_and_never_raises():
+    rand = random.Random(20)
+    for _ in range(3000):
+        text = "".join(rand.choice(PIECES) for _ in range(rand.randrange(60)))
+        out = redact(text)
+        assert redact(out) == out, text
+        assert out.count("\n") == text.count("\n"), text
+
+
+def test_damaged_text_files_never_raise_and_stay_whole_unless_something_is_redacted():
+    lone_surrogate, odd_byte = b"\x00\xd8", b"\xd0"
+    damaged = codecs.BOM_UTF16_LE + "ok ".encode("utf-16-le") + lone_surrogate + odd_byte
+    assert redact_file(damaged) == damaged
+    with_card = (
+        codecs.BOM_UTF16_LE + lone_surrogate + "card 4111111111111111 ok".encode("utf-16-le") + odd_byte
+    )
+    out = redact_file(with_card).decode("utf-16", errors="replace")
+    assert "4111" not in out and "card [REDACTED card] ok" in out
+    rand = random.Random(21)
+    for _ in range(2000):
+        data = bytes(rand.randrange(256) for _ in range(rand.randrange(80)))
+        for variant in (data, codecs.BOM_UTF16_LE + data, b"\x00" + data, data.replace(b"\x00", b"")):
+            redact_file(variant)
