@@ -209,7 +209,7 @@ def _buttons(message) -> list:
 def test_a_question_slack_refused_is_posted_once_by_a_later_sweep(blind_chat, k8s_view):
     blind_chat.run("deploy api-gateway v1.2.3")
     blind_chat.click(approval_message(blind_chat), "Approve", user="bob")
-    blind_chat.slack.fail_next("chat.postMessage", status=500)  # the question's post
+    blind_chat.slack.fail_next("chat.postMessage", error="fatal_error")  # final: no retry, the sweep reposts
     asked = blind_chat.slack.wait_for(lambda _: questions(blind_chat), timeout=20)
     time.sleep(1.5)
     assert len(questions(blind_chat)) == 1

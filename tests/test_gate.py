@@ -312,7 +312,7 @@ def test_an_approval_request_slack_refused_is_posted_once_by_a_later_sweep(chat,
     a = replicas(bake_seconds=0)
     chat.bot = a
     chat.run("deploy api-gateway v1.2.3")
-    chat.slack.fail_next("chat.postMessage", status=500)  # the approval request's post
+    chat.slack.fail_next("chat.postMessage", error="fatal_error")  # final: no retry, the sweep reposts
     message = approval_message(chat, timeout=20)
     time.sleep(LEASE * 1.5)  # more sweeps: still one request
     posted = [
