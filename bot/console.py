@@ -46,6 +46,9 @@ AS_REFUSED = (
 )
 
 
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
 class ConsoleRefused(Exception):
     """The console cannot start as asked; the message says what to do instead."""
 
@@ -56,7 +59,7 @@ def catalog_user(catalog: Catalog, user_id: str) -> demo.DemoUser:
     (`*` names nobody) is refused: an identity the console cannot vouch for must not act."""
     listed = {role: getattr(catalog.roles, role.label).users for role in sorted(Role, reverse=True)}
     for role, users in listed.items():
-        if user_id in users:
+        if _SLACK_USER_ID.match(user_id) and user_id in users:  # never "*": that names no one
             return demo.DemoUser(user_id, user_id, role.label)
     named = sorted({u for users in listed.values() for u in users if u != "*"})
     hint = f" It names: {', '.join(named)}." if named else " It names nobody yet (roles.*.users)."

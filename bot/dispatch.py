@@ -232,7 +232,13 @@ class Dispatcher:
                 log.info("cannot post in %s (%s); answering through response_url", inv.channel_id, exc.code)
         if inv.response_url:
             replace = inv.from_ephemeral and not reply.public
-            await self.slack.respond(inv.response_url, message, public=reply.public, replace=replace)
+            try:
+                await self.slack.respond(inv.response_url, message, public=reply.public, replace=replace)
+            except SlackError:
+                if not replace:
+                    raise
+                # the prompt is gone already (removed by an earlier answer): say it as a new message
+                await self.slack.respond(inv.response_url, message, public=reply.public)
         else:
             await self.slack.ephemeral(inv.channel_id, inv.user_id, message)
         if message.files:  # no thread to put them in here: say so rather than leave them out silently

@@ -208,6 +208,7 @@ def test_outside_the_sandbox_the_console_is_one_catalog_user_and_as_is_refused(r
         (("--as", "bob"), "'bob' is not a Slack user ID listed in the catalog's roles"),
         (("--as", "U0BOB"), f"It names: {APPROVER}, {OPERATOR}."),
         (("--as", "U0NOBODY"), "'U0NOBODY' is not a Slack user ID listed"),
+        (("--as", "*"), "'*' is not a Slack user ID listed"),  # viewer: ["*"] names no one
     ],
 )
 def test_outside_the_sandbox_an_unknown_or_missing_identity_is_refused(
