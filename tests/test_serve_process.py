@@ -27,8 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAM, GROUP = "payflow:jobs", "workers"
 
 
+def _cmdline(pid: int) -> bytes:
+    """A child may exit between being listed and being read: then it has no command line."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _worker(pid: int) -> int:
-    [worker] = [p for p in child_pids(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    [worker] = [p for p in child_pids(pid) if b"spawn_main" in _cmdline(p)]
     return worker
 
 
