@@ -269,10 +269,12 @@ def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
         assert post.params["text"] == "<@U0ALICE> scaled api-gateway (blue) 3 → 5"
         assert k8s_view.replicas("api-gateway-blue") == 5
 
-        # a command in flight when SIGTERM lands is finished, not dropped
+        # a command in flight when SIGTERM lands is finished, not dropped: Slack answers slowly, so
+        # the job is still talking to it when the signal arrives
+        slack.set_latency(1.5)
         socket_server.send(slash_envelope("scale api-gateway 4", "env-2", slack.response_url("sock")))
         wait_until(lambda: len(socket_server.acks) == 2, 10, "the second ack")
-        stopping = time.monotonic()
+        stopping, signalled_at = time.monotonic(), time.time()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=DRAIN_BOUND + 5)
         took = time.monotonic() - stopping
@@ -284,6 +286,8 @@ def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
     wait_until(lambda: socket_server.close_codes, 5, "the server to see the close")
     assert socket_server.close_codes == [1000]  # a close frame, not 1006
     assert k8s_view.replicas("api-gateway-blue") == 4
+    [done] = [c for c in slack.calls_to("chat.postMessage") if "5 → 4" in c.params["text"]]
+    assert done.at > signalled_at  # answered after the signal: in flight then, and waited for
     assert "Traceback" not in err
 
 
