@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.alertmanager import AlertmanagerError, Webhook, WebhookAlert
 from bot.messages import MessageRef
+from bot.outbox import current_job
 from bot.store import AuditEntry
 from bot.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused
@@ -226,6 +227,8 @@ async def handle_notification(deps: Deps, payload: Webhook) -> None:
                 return
             continue  # another replica claimed it first: update its message instead
         if not record.get("ts"):
+            if _own_claim(record) and await _post_new(deps, gid, payload, now, claimed=record):
+                return  # our own earlier run (killed mid-post) claimed it: nobody else will post
             if loop.time() > deadline:
                 log.error("alert group %s: another replica claimed it but never posted; dropped", gid)
                 return
@@ -247,15 +250,31 @@ async def handle_notification(deps: Deps, payload: Webhook) -> None:
         return
 
 
-async def _post_new(deps: Deps, gid: str, payload: Webhook, now: datetime) -> bool:
-    """Claim the group, post its message, record where it is. False if another replica has it."""
+def _own_claim(record: dict[str, Any]) -> bool:
+    """A claim made by an earlier run of this very job (its worker was killed before recording the
+    message): the claim is the job's ID, so a rerun knows it from another replica's."""
+    job = current_job()
+    return job is not None and record.get("claim") == f"job:{job}"
+
+
+async def _post_new(
+    deps: Deps, gid: str, payload: Webhook, now: datetime, claimed: dict[str, Any] | None = None
+) -> bool:
+    """Claim the group, post its message, record where it is. False if another replica has it.
+    `claimed`: the record an earlier run of this job claimed; posted from (the outbox keeps a post
+    that did reach Slack from going out twice)."""
     key = record_key(gid)
-    claim = secrets.token_hex(8)
-    group = _group(payload, deps, None, now)
-    channel = deps.catalog.alert_channel(group["severity"])
-    record = {**group, "claim": claim, "channel": channel, "ts": None, "version": 0}
-    if not await deps.store.create(key, record, ttl=CLAIM_TTL):
-        return False
+    job = current_job()
+    if claimed is not None:
+        record, claim = claimed, str(claimed["claim"])
+        channel = record["channel"]
+    else:
+        claim = f"job:{job}" if job else secrets.token_hex(8)
+        group = _group(payload, deps, None, now)
+        channel = deps.catalog.alert_channel(group["severity"])
+        record = {**group, "claim": claim, "channel": channel, "ts": None, "version": 0}
+        if not await deps.store.create(key, record, ttl=CLAIM_TTL):
+            return False
     try:
         ref = await deps.notifier.post(channel, await card(deps, gid, record))
     except BaseException:

@@ -290,3 +290,31 @@ def test_a_worker_never_outlives_its_web_process(serve):
     proc.kill()  # no graceful shutdown at all: the worker sees its pipe close and stops
     proc.wait()
     wait_until(lambda: _gone(worker), 45, "the orphaned worker to stop")
+
+
+def test_a_worker_killed_while_posting_a_new_alert_group_posts_it_once_on_the_rerun(
+    start_serve, slack, redis_server
+):
+    """The rerun of the job finds the group claimed by its own killed first run: that claim is
+    the job's, not another replica's, so the rerun posts at once instead of waiting the claim out
+    and dropping the alert (Alertmanager already has its 200 and never sends it again)."""
+    from tests.test_alerts import TOKEN, alert, group_records, payload, top_level
+
+    proc, url = start_serve(ALERTMANAGER_WEBHOOK_TOKEN=TOKEN)
+    slack.hold("chat.postMessage")  # the group's first post waits: the worker is mid-post
+    doc = payload("firing", [alert("firing")])
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(url + "/alertmanager", json=doc, headers=headers, timeout=5).status_code == 200
+    wait_until(lambda: slack.held("chat.postMessage") >= 1, 15, "the alert's post to be under way")
+    worker = _worker(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    slack.release("chat.postMessage", drop=True)  # the post in flight never reached Slack
+
+    # well before the claim's TTL: the rerun starts within a second or two
+    [message] = slack.wait_for(lambda s: top_level(s), timeout=25)
+    assert "FIRING" in message.text and "HighErrorRate" in message.text
+    wait_until(lambda: _queue_is_empty(redis_server), 10, "the job to be acknowledged")
+    wait_until(lambda: any(r.get("ts") for r in group_records(redis_server).values()), 5, "the record")
+    [record] = group_records(redis_server).values()
+    assert record["ts"] == message.ts and record["claim"] is None
+    assert len(top_level(slack)) == 1
