@@ -10,6 +10,7 @@ from typing import Any
 
 from bot import views as mv  # metrics, query, health and digest views (rendered at the end)
 from bot.gate.record import Change
+from bot.redact import clip
 from bot.views import (
     AlertChanges,
     AlertGroupCard,
@@ -69,7 +70,7 @@ def _context(*parts: str) -> dict[str, Any]:
 
 
 def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": text[:150], "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150), "emoji": True}}
 
 
 def _sections(lines: list[str]) -> list[dict[str, Any]]:
@@ -80,7 +81,7 @@ def _sections(lines: list[str]) -> list[dict[str, Any]]:
         if chunk and len(chunk) + 1 + len(line) > SECTION_LIMIT:
             blocks.append(_section(chunk))
             chunk = ""
-        chunk = f"{chunk}\n{line}" if chunk else line[:SECTION_LIMIT]
+        chunk = f"{chunk}\n{line}" if chunk else clip(line, SECTION_LIMIT)
     if chunk:
         blocks.append(_section(chunk))
     return blocks
@@ -96,7 +97,7 @@ def action_id(action: str) -> str:
 def _button(b: Button) -> dict[str, Any]:
     el: dict[str, Any] = {
         "type": "button",
-        "text": {"type": "plain_text", "text": b.label[:75], "emoji": True},
+        "text": {"type": "plain_text", "text": clip(b.label, 75), "emoji": True},
         "action_id": action_id(b.action),
         "value": b.value[:2000],
     }
@@ -104,8 +105,8 @@ def _button(b: Button) -> dict[str, Any]:
         el["style"] = b.style
     if b.confirm:
         el["confirm"] = {
-            "title": {"type": "plain_text", "text": b.confirm.title[:100]},
-            "text": {"type": "mrkdwn", "text": b.confirm.text[:300]},
+            "title": {"type": "plain_text", "text": clip(b.confirm.title, 100)},
+            "text": {"type": "mrkdwn", "text": clip(b.confirm.text, 300)},
             "confirm": {"type": "plain_text", "text": b.confirm.ok[:30]},
             "deny": {"type": "plain_text", "text": b.confirm.cancel[:30]},
         }
@@ -219,7 +220,7 @@ def _pack_while_room(rows: list[Row], max_blocks: int, max_chars: int) -> tuple[
         trial = list(chunks)
         added = 0
         for line in row.lines:
-            line = line[:SECTION_LIMIT]
+            line = clip(line, SECTION_LIMIT)
             if trial and len(trial[-1]) + 1 + len(line) <= SECTION_LIMIT:
                 trial[-1] = f"{trial[-1]}\n{line}"
             else:
@@ -235,7 +236,7 @@ def _clip(text: str) -> str:
     """A fallback text within Slack's limit (it is what notifications show, not the message)."""
     if len(text) <= LONG_TEXT:
         return text
-    return text[: LONG_TEXT - 20].rsplit(" ", 1)[0] + " … (see the message)"
+    return clip(text, len(text[: LONG_TEXT - 20].rsplit(" ", 1)[0])) + " … (see the message)"
 
 
 @singledispatch
@@ -519,7 +520,7 @@ def _digest(view: mv.DigestReport) -> Message:
     headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
         f" — {'; '.join(parts)}" if parts else ""
     )
-    head = [_header(view.title), _section(headline[:SECTION_LIMIT])]
+    head = [_header(view.title), _section(clip(headline, SECTION_LIMIT))]
     if view.late:
         head.append(_context(f"⏰ {escape(view.late)}"))
     deps = [
@@ -558,7 +559,7 @@ def _error_digest(view: mv.ErrorDigest) -> Message:
     headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
         f" — over the SLO: {listed}" if breaching else ""
     )
-    head = [_header(view.title), _section(headline[:SECTION_LIMIT])]
+    head = [_header(view.title), _section(clip(headline, SECTION_LIMIT))]
     if view.late:
         head.append(_context(f"⏰ {escape(view.late)}"))
     tail = []
@@ -637,7 +638,7 @@ def _change_card(view: ChangeCard) -> Message:
     if view.approval:
         smoke = "\n".join(escape(s) for s in c.smoke) or "—"
         fields += [f"*Smoke test*\n{smoke}", f"*Expires*\n{_iso_date(c.expires_at)}"]
-    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]})
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields]})
     if c.reason:
         blocks.append(_context(f"Reason: {escape(c.reason)}"))
     if c.break_glass:

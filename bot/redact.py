@@ -610,6 +610,27 @@ def redact_lines(lines: list[str]) -> list[str]:
     return out if len(out) == len(lines) else [redact(line) for line in lines]
 
 
+def _in_number(char: str) -> bool:
+    return char.isdecimal() or char in _SEPARATORS or char.isspace()
+
+
+def clip(text: str, limit: int, tail: str = "") -> str:
+    """`text` in at most `limit` characters (`tail` appended when cut) that never ends inside a
+    number: a card cut short fails the Luhn check, so the redaction point downstream would let its
+    first twelve or more digits through. The number the cut would split goes whole instead. Every
+    length bound on outside text (alert annotations, Block Kit limits) cuts through this."""
+    if len(text) <= limit:
+        return text
+    cut = max(0, limit - len(tail))
+    if cut and _in_number(text[cut - 1]) and _in_number(text[cut]):
+        start = cut
+        while start and _in_number(text[start - 1]):
+            start -= 1
+        if any(c.isdecimal() for c in text[start : cut + 1]):
+            cut = start
+    return text[:cut] + tail
+
+
 # ---------------------------------------------------------------- payloads and files
 
 # Values that are our own identifiers or Block Kit structure, never free text.

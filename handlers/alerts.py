@@ -21,6 +21,7 @@ from typing import Any
 from bot.alertmanager import AlertmanagerError, Webhook, WebhookAlert
 from bot.messages import MessageRef
 from bot.outbox import current_job
+from bot.redact import clip
 from bot.store import AuditEntry
 from bot.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused
@@ -69,8 +70,8 @@ def _alert(a: WebhookAlert, common: dict[str, str]) -> dict[str, Any]:
     return {
         "name": a.labels.get("alertname", "alert"),
         "status": a.status,
-        "summary": (a.annotations.get("summary") or a.annotations.get("description") or "")[:300],
-        "instance": own[:120],
+        "summary": clip(a.annotations.get("summary") or a.annotations.get("description") or "", 300),
+        "instance": clip(own, 120),
         "starts_at": _iso(a.starts_at),
         "ends_at": _iso(a.ends_at) if resolved and a.ends_at and a.ends_at.year > 1 else None,
     }
@@ -348,7 +349,7 @@ async def silence_group(value: str, ctx: Context) -> Reply:
             "alert.silence",
             "ok",
             service if service in ctx.catalog.services else None,
-            detail[:500],
+            clip(detail, 500),
             ctx.channel,
             await ctx.notifier.permalink(ref),
         )

@@ -305,3 +305,21 @@ def test_damaged_text_files_never_raise_and_stay_whole_unless_something_is_redac
         data = bytes(rand.randrange(256) for _ in range(rand.randrange(80)))
         for variant in (data, codecs.BOM_UTF16_LE + data, b"\x00" + data, data.replace(b"\x00", b"")):
             redact_file(variant)
+
+
+@pytest.mark.parametrize("card", ["4001630741852961", "4001 6307 4185 2961", "4001-6307-4185-2961"])
+def test_a_cut_at_any_length_never_keeps_part_of_a_card(card):
+    """Every length bound cuts through `clip`: wherever the cut falls, what is left holds no run
+    of the card's digits the redactor would have to guess at (here: no more than 4 of them)."""
+    from bot.redact import clip
+
+    digits = card.replace(" ", "").replace("-", "")
+    for text in (f"declined {card} at the till", f"PAN{card}x", f"pod={card}"):
+        for limit in range(len(text) + 1):
+            for tail in ("", "…"):
+                out = redact(clip(text, limit, tail))
+                assert len(out) <= max(limit, len(redact(text)))
+                run = "".join(c for c in out if c.isdigit())
+                assert digits[:5] not in run, (text, limit, out)
+    assert clip("order 1234567890 shipped", 100) == "order 1234567890 shipped"
+    assert clip("order 1234567890 shipped", 12, "…") == "order…"

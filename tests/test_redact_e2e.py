@@ -118,3 +118,43 @@ def test_usage_errors_never_echo_a_card_number(chat, k8s_view, slack, redis_serv
     assert answer.replies == [] and answer.posts == [] and slack.uploads == {}
     assert k8s_view.fingerprint() == before
     assert redis_server.client().dbsize() == 0
+
+
+PAN = "4001630741852961"
+
+
+def _cut_card(limit: int, before: str = "") -> str:
+    """Text whose card number straddles character `limit`: a cut there keeps 14 of its 16 digits,
+    which pass no Luhn check, so a redactor after the cut cannot tell them from an order ID."""
+    card = "4001 6307 4185 2961"
+    pad = limit - len(before) - len("4001 6307 4185 29")
+    return before + "x" * pad + card + " declined"
+
+
+def test_an_alert_whose_card_is_cut_by_a_length_limit_leaves_no_digits_of_it(
+    settings, catalog, k8s_view, slack, redis_server
+):
+    """Alert annotations and labels are bounded before they are stored (summary 300, labels 120)
+    and blocks before Slack's limits: a cut never keeps part of a card for the redaction point to miss."""
+    from dataclasses import replace
+
+    from bot.runtime import build_runtime
+    from tests.support.bot_server import BotServer
+    from tests.test_alerts import TOKEN, alert, group_records, payload, send
+
+    doc = payload("firing", [alert("firing")])
+    doc["alerts"][0]["annotations"] = {"summary": _cut_card(300)}
+    doc["alerts"][0]["labels"] = {**doc["alerts"][0]["labels"], "pod": _cut_card(120, "pod=")}
+    doc["commonLabels"] = {k: v for k, v in doc["commonLabels"].items() if k != "pod"}
+    server = BotServer(build_runtime(replace(settings, alertmanager_webhook_token=TOKEN), catalog)).start()
+    try:
+        assert send(server, doc).status_code == 200
+        server.idle()
+    finally:
+        server.stop()
+    sent = _everything_sent(slack)
+    assert "HighErrorRate" in sent and "xxxx" in sent  # the alert, with its summary, was posted
+    digits = "".join(c for c in sent if c.isdigit() or c in '"{},:\n')
+    assert PAN[:12] not in digits
+    stored = json.dumps(group_records(redis_server))
+    assert PAN[:12] not in "".join(c for c in stored if c.isdigit() or c in '"{},:')
