@@ -322,3 +322,36 @@ def test_an_approval_request_slack_refused_is_posted_once_by_a_later_sweep(chat,
     assert len(chat.messages(APPROVALS)) == 1
     chat.click(message, "Approve", user="bob")
     assert ingress_backend(k8s_view) == "api-gateway-green"
+
+
+def test_a_switch_whose_answer_never_came_is_settled_from_the_cluster_not_voided(
+    chat, replicas, k8s_view, cluster, sandbox
+):
+    """The API server applies the switch but its answer is lost (the client times out): the
+    record must not say "voided, nothing was switched" while the ingress is on the new color."""
+    a = replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    app = sandbox._httpd.app
+    handle = app.handle
+
+    def applied_then_silent(method, path, headers, body):
+        response = handle(method, path, headers, body)
+        if method == "PATCH" and "/ingresses/payflow-ingress" in path:
+            time.sleep(6)  # past the bot's Kubernetes deadline (5 s): the write landed, no answer
+        return response
+
+    app.handle = applied_then_silent
+    try:
+        chat.click(message, "Approve", user="bob")
+    finally:
+        app.handle = handle
+    assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
+    assert "Nothing was switched" not in chat.slack.responses[-1].params["text"]
+    record = finished(chat, change_id)
+    assert record["state"] == "done", record.get("error")
+    assert k8s_view.replicas("api-gateway-blue") == 0
+    actions = [e.action for e in chat.audit(limit=100)]
+    assert "change.voided" not in actions and actions.count("change.switch") == 1

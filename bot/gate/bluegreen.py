@@ -6,7 +6,7 @@
   rollout like `kubectl rollout status`, smoke test its health URL. Idempotent, so a worker that
   takes over an expired lease simply runs it again;
 - apply: the switch — one JSON patch of this service's route only, `test`ing its host, path and
-  backend before `replace`;
+  backend before `replace`; a patch sent whose answer never came is `Unanswered`, never void;
 - schedule / check: the bake, one check of the new color against the SLOs at a time; no data is
   `no_data`, never a verdict;
 - clean_up: scale the old color to 0 (its deployment stays for a rollback).
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from bot.config import other_color
 from bot.gate.messages import Gateways
 from bot.gate.record import BOT, Change, Check, new_id
-from bot.kube import Conflict, DeploymentState, KubeError, PodState
+from bot.kube import Conflict, DeploymentState, KubeError, PodState, Unreachable
 from bot.refused import Refused
 from bot.smoke import smoke_test
 from bot.topology import color_named, traffic_route, traffic_value
@@ -42,6 +42,11 @@ class Failed(Exception):
 
 class Voided(Exception):
     """The apply phase refused to write: the cluster is not what the approver saw."""
+
+
+class Unanswered(Exception):
+    """The switch was sent and its answer never came: it may have landed. Only the cluster can
+    say, once the request is surely over (the engine settles it after the lease)."""
 
 
 async def plan(
@@ -202,6 +207,10 @@ async def apply(deps: Gateways, change: Change) -> str:
         raise Voided(
             f"{change.service}'s route in {change.traffic_object} changed under the switch ({exc})"
         ) from None
+    except Unreachable as exc:
+        if exc.uncertain:
+            raise Unanswered(str(exc)) from None
+        raise Voided(f"the switch was refused by Kubernetes ({exc})") from None
     except KubeError as exc:
         raise Voided(f"the switch was refused by Kubernetes ({exc})") from None
     if color_named(catalog, change.service, after.value) != change.to_color:

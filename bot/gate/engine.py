@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from bot.gate import bluegreen
-from bot.gate.bluegreen import Failed, Voided
+from bot.gate.bluegreen import Failed, Unanswered, Voided
 from bot.gate.messages import (
     Gateways,
     approval_buttons,
@@ -69,6 +69,7 @@ from bot.gate.record import (
     VOIDED,
     Change,
     Check,
+    Lease,
     is_change_id,
     now_iso,
     parse_iso,
@@ -295,8 +296,24 @@ class Gate:
         except Voided as exc:
             await self._void(h, str(exc))
             return None
+        except Unanswered as exc:
+            await self._unanswered(h, str(exc))
+            return None
         await self._switched(h, change.decided_by or BOT, detail)
         return None
+
+    async def _unanswered(self, h: Holder, reason: str) -> None:
+        """The switch was sent and never answered: it may have landed, or still land. Neither
+        switched nor void: the apply lease is handed to nobody for one more lease (at least three
+        Kubernetes deadlines, so the request is surely over), then a sweep settles it from the
+        cluster (`_settle`)."""
+        change = await h.write(
+            step="switch unanswered, settling",
+            lease=Lease("apply", "settle-unanswered", time.time() + self.lease_seconds),
+        )
+        await audit(self.deps, change, change.decided_by or BOT, "switch_unanswered", "uncertain", reason)
+        text = f"⏳ {reason}. The bot reads the cluster shortly and says whether traffic moved."
+        await show(self.deps, change.progress, progress_card(change, "switch unanswered", text))
 
     async def _settle(self, h: Holder) -> None:
         """The clicking worker died (or stalled past its lease) mid-switch: decide from the cluster
@@ -500,6 +517,12 @@ class Gate:
             return Answer(text, Tone.SUCCESS, change=final)
         if final.state == VOIDED:
             return Answer(f"Voided: {final.error}. Nothing was switched.", Tone.ERROR, "voided", final)
+        if final.state == APPLYING:
+            text = (
+                "Kubernetes did not answer the switch, so it may or may not have happened; the bot "
+                "reads the cluster shortly and says in the change's thread whether traffic moved."
+            )
+            return Answer(text, Tone.WARNING, "uncertain", final)
         return Answer(
             f"{final.id} is {final.state.replace('_', ' ')}; see its thread.", Tone.WARNING, change=final
         )
