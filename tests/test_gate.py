@@ -349,9 +349,36 @@ def test_a_switch_whose_answer_never_came_is_settled_from_the_cluster_not_voided
     finally:
         app.handle = handle
     assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
-    assert "Nothing was switched" not in chat.slack.responses[-1].params["text"]
+    reply = chat.slack.responses[-1].params["text"]
+    assert "Nothing was switched" not in reply and "may or may not have happened" in reply
     record = finished(chat, change_id)
     assert record["state"] == "done", record.get("error")
     assert k8s_view.replicas("api-gateway-blue") == 0
     actions = [e.action for e in chat.audit(limit=100)]
     assert "change.voided" not in actions and actions.count("change.switch") == 1
+
+
+def test_a_hung_slack_at_the_click_does_not_void_the_approval(chat, replicas, k8s_view, cluster):
+    """The approval request's link could not be read when it was posted; at the click Slack
+    accepts and never answers. The click must still switch (within the shortest allowed lease):
+    nothing Slack does may eat the time the switch was given."""
+    a = replicas(bake_seconds=0, lease_seconds=15)
+    chat.bot = a
+    chat.slack.fail_next("chat.getPermalink", error="fatal_error")
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    assert change_record(chat, change_id)["approval_link"] is None
+    chat.slack.hold("chat.getPermalink")
+    try:
+        chat.click(message, "Approve", user="bob", wait=False)
+        chat.slack.wait_for(
+            lambda _: change_record(chat, change_id)["state"] not in {"awaiting_approval", "applying"},
+            timeout=30,
+        )
+    finally:
+        chat.slack.release("chat.getPermalink", drop=True)
+    a.idle(30)
+    record = change_record(chat, change_id)
+    assert record["state"] in {"verifying", "cleaning_up", "done"}, record.get("error")
+    assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1

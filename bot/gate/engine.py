@@ -84,6 +84,8 @@ from bot.views import Tone
 log = logging.getLogger(__name__)
 
 DECISION_TRIES = 20  # a decision retries its compare-and-set while only lease renewals beat it
+UNANSWERED = "switch unanswered, settling"
+LINK_SECONDS = 1.0  # the approval's permalink (for the audit) may delay a click's switch this long
 
 
 class Kind(Protocol):
@@ -308,7 +310,7 @@ class Gate:
         Kubernetes deadlines, so the request is surely over), then a sweep settles it from the
         cluster (`_settle`)."""
         change = await h.write(
-            step="switch unanswered, settling",
+            step=UNANSWERED,
             lease=Lease("apply", "settle-unanswered", time.time() + self.lease_seconds),
         )
         await audit(self.deps, change, change.decided_by or BOT, "switch_unanswered", "uncertain", reason)
@@ -500,13 +502,16 @@ class Gate:
         )
         if not won:
             return self._lost(change)
-        if change.approval_link is None and change.approval is not None:
-            with contextlib.suppress(Exception):
-                link = await self.deps.notifier.permalink(change.approval)
-                change = await self.records.write(change, approval_link=link)
-        await audit(self.deps, change, actor, "approve")
         holder = Holder(self.records, change)
         async with holding(holder):
+            if change.approval_link is None and change.approval is not None:
+                # for the audit only: never worth the switch's time (a hung Slack voided approvals)
+                link = None
+                with contextlib.suppress(Exception):
+                    link = await asyncio.wait_for(self.deps.notifier.permalink(change.approval), LINK_SECONDS)
+                if link:
+                    await holder.write(approval_link=link)
+            await audit(self.deps, holder.change, actor, "approve")
             await self._apply(holder)
         final = holder.change
         if final.state == VERIFYING:
@@ -517,7 +522,7 @@ class Gate:
             return Answer(text, Tone.SUCCESS, change=final)
         if final.state == VOIDED:
             return Answer(f"Voided: {final.error}. Nothing was switched.", Tone.ERROR, "voided", final)
-        if final.state == APPLYING:
+        if final.state == APPLYING and final.step == UNANSWERED:
             text = (
                 "Kubernetes did not answer the switch, so it may or may not have happened; the bot "
                 "reads the cluster shortly and says in the change's thread whether traffic moved."
