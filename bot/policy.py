@@ -73,12 +73,20 @@ class Policy:
                 return True
         return False
 
-    async def role_of(self, user_id: str) -> Role | None:
+    async def role_of(self, user_id: str) -> tuple[Role | None, tuple[Role, str] | None]:
+        """The highest role the catalog proves for the user, and the highest role whose user group
+        could not be read (None if all were). A group Slack cannot list only withholds its own
+        role: it must not deny what the catalog grants by ID (an approver listed by ID blocked
+        because the admins' group was unreadable)."""
         roles = self._catalog.roles
+        unread: tuple[Role, str] | None = None
         for role in sorted(Role, reverse=True):
-            if await self._is_member(user_id, getattr(roles, role.label)):
-                return role
-        return None
+            try:
+                if await self._is_member(user_id, getattr(roles, role.label)):
+                    return role, unread
+            except GroupLookupFailed as exc:
+                unread = unread or (role, str(exc))
+        return None, unread
 
     def channel_allowed(self, caller: Caller) -> bool:
         channels = self._catalog.channels
@@ -96,11 +104,13 @@ class Policy:
         if not any_channel and not self.channel_allowed(caller):
             where = ", ".join(self._catalog.channels.commands) or "no channel yet"
             return Decision(False, f"/payflow is not enabled here. Use it in {where}.", needed)
-        try:
-            role = await self.role_of(caller.user_id)
-        except GroupLookupFailed as exc:
+        role, unread = await self.role_of(caller.user_id)
+        if (role is None or role < needed) and unread is not None and unread[0] >= needed:
             return Decision(
-                False, f"Could not read the membership of Slack user group {exc}; try again shortly.", needed
+                False,
+                f"Could not read the membership of Slack user group {unread[1]}; try again shortly.",
+                needed,
+                role,
             )
         if role is None or role < needed:
             has = f"you have {role.label}" if role else "you have no PayFlow role"

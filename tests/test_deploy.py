@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.config import FreezeWindow, Smoke
+from bot.config import FreezeWindow, Members, Smoke
 from bot.runtime import build_runtime
 from sandbox import demo
 from tests.support.bot_server import BotServer
@@ -129,6 +129,35 @@ def test_requester_cannot_approve_their_own_change(chat, k8s_view, cluster):
     ]
     chat.click(message, "Approve", user="bob")
     assert ingress_backend(k8s_view) == "api-gateway-green"
+
+
+def test_an_unreadable_admin_group_does_not_block_approvers_listed_by_id(
+    chat, bot, k8s_view, cluster, settings, catalog
+):
+    """Admins come from a Slack user group, approvers and operators are listed by ID. Slack failing
+    to list that group (500) must not deny them what the catalog grants them by ID: during an
+    incident the rollback's approval must not hang on an unrelated group."""
+    bot.stop()
+    roles = catalog.roles.model_copy(
+        update={
+            "approver": Members(users=["U0BOB"]),
+            "admin": Members(groups=["S0ADMINS"]),
+        }
+    )
+    server = BotServer(build_runtime(settings, catalog.model_copy(update={"roles": roles}))).start()
+    try:
+        chat.bot = server
+        chat.slack.fail_next("usergroups.users.list", status=500, times=50)
+        chat.run("deploy api-gateway v1.2.3")
+        message = approval_message(chat)
+        chat.click(message, "Approve", user="bob")
+        assert "Traffic now on green" in chat.slack.responses[-1].params["text"]
+        assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
+        chat.click(message, "Approve", user="dave")  # still no role for anyone the catalog does not name
+        assert "user group S0ADMINS" in chat.slack.responses[-1].params["text"]
+        assert ingress_writes(cluster) == 1
+    finally:
+        server.stop()
 
 
 def test_non_approver_is_refused_and_audited(chat, k8s_view, cluster):
