@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hung_dependency.py
 	$(BIN)/python bench/audit_chain.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/redact.py
 
 lint: $(STAMP)
