@@ -47,3 +47,19 @@ def test_status_of_300_services_counts_every_one_and_attaches_the_full_table(cha
     [entry] = chat.audit()
     assert (entry.action, entry.outcome) == ("status", "ok")
     assert k8s_view.replicas("wallet-service-blue") == 0 and k8s_view.replicas("api-gateway-blue") == 3
+
+
+def test_a_table_slack_will_not_take_is_said_in_the_thread(chat, k8s_view, slack, catalog):
+    """A file Slack refuses (the bot is not in the channel): the message still counts every
+    service, and its thread says the table could not be attached and what to do."""
+    slack.fail_next("files.completeUploadExternal", error="not_in_channel")
+    answer = chat.run("status")
+
+    [post, note] = answer.posts
+    assert f"all {N} service(s) healthy" in post["text"]
+    blocks = post["blocks"] if isinstance(post["blocks"], list) else json.loads(post["blocks"])
+    assert any(f"*{N}* healthy" in b["text"]["text"] for b in blocks if "text" in b)
+    assert note["thread_ts"] and "could not be attached (Slack: not_in_channel)" in note["text"]
+    assert "invite the bot to this channel" in note["text"]
+    [entry] = chat.audit()
+    assert (entry.action, entry.outcome) == ("status", "ok")
