@@ -7,6 +7,7 @@ from __future__ import annotations
 from bot.gate.engine import Answer, Gate
 from bot.views import Notice, Reply
 from handlers.base import Context
+from handlers.deploy import refuse_if_frozen
 from handlers.locks import refuse_if_locked
 
 
@@ -27,6 +28,8 @@ async def approve(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)
     await refuse_if_locked(ctx, change.service)
+    if not change.is_rollback:  # a rollback restores: never held back by a freeze at its approval
+        refuse_if_frozen(ctx, change.break_glass)
     return _reply(await gate.approve(change, ctx.actor, ctx.message), "approved")
 
 

@@ -38,6 +38,17 @@ async def request_rollback_button(value: str, ctx: Context) -> Reply:
     return await request_change(ctx, value, None, "requested from an alert", None)
 
 
+def refuse_if_frozen(ctx: Context, break_glass: str | None) -> None:
+    """In a change freeze only a break-glass change goes ahead: at its request, and again at its
+    approval (a deploy requested just before the freeze must not switch inside it)."""
+    window = ctx.catalog.freeze_at(datetime.now(UTC))
+    if window and break_glass is None:
+        raise Refused(
+            f"Production is in a change freeze until {window.end:%Y-%m-%d %H:%M %Z} ({window.reason}). "
+            "An admin may override with `--break-glass <reason>`; it is audited and announced."
+        )
+
+
 async def request_change(
     ctx: Context, service: str, version: str | None, reason: str, break_glass: str | None
 ) -> Reply:
@@ -46,11 +57,7 @@ async def request_change(
     await refuse_if_locked(ctx, service)
     window = catalog.freeze_at(datetime.now(UTC))
     if window:
-        if break_glass is None:
-            raise Refused(
-                f"Production is in a change freeze until {window.end:%Y-%m-%d %H:%M %Z} ({window.reason}). "
-                "An admin may override with `--break-glass <reason>`; it is audited and announced."
-            )
+        refuse_if_frozen(ctx, break_glass)
         if (ctx.role or 0) < Role.ADMIN:
             raise Refused("Only an admin may use `--break-glass`.")
     elif break_glass is not None:

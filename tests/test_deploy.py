@@ -429,6 +429,28 @@ def test_pending_approval_survives_a_bot_restart(chat, bot, k8s_view, settings, 
         server.stop()
 
 
+def test_a_deploy_requested_before_a_freeze_cannot_be_approved_during_it(
+    chat, bot, k8s_view, cluster, settings, catalog
+):
+    """The freeze is checked at the request; it must hold at the approval too, or a deploy asked
+    for a minute before the year-end freeze switches traffic inside it without a break-glass."""
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    bot.stop()
+    now = datetime.now(UTC)
+    window = FreezeWindow(start=now - timedelta(minutes=1), end=now + timedelta(hours=1), reason="year-end")
+    server = BotServer(build_runtime(settings, tuned(catalog, freeze_windows=[window]))).start()
+    try:
+        chat.bot = server
+        chat.click(message, "Approve", user="bob")
+        reply = chat.slack.responses[-1].params["text"]
+        assert "change freeze" in reply and "year-end" in reply, reply
+        assert ingress_backend(k8s_view) == "api-gateway-blue" and ingress_writes(cluster) == 0
+        assert change_record(chat, change_id_of(message))["state"] == "awaiting_approval"
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
