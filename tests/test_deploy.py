@@ -429,6 +429,16 @@ def test_pending_approval_survives_a_bot_restart(chat, bot, k8s_view, settings, 
         server.stop()
 
 
+def test_a_service_locked_after_the_request_cannot_be_approved(chat, k8s_view, cluster):
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    chat.run("lock api-gateway INC-7 investigating", user="alice")
+    chat.click(message, "Approve", user="bob")
+    assert "api-gateway is locked by <@U0ALICE>" in chat.slack.responses[-1].params["text"]
+    assert ingress_backend(k8s_view) == "api-gateway-blue" and ingress_writes(cluster) == 0
+    assert change_record(chat, change_id_of(message))["state"] == "awaiting_approval"
+
+
 def test_a_deploy_requested_before_a_freeze_cannot_be_approved_during_it(
     chat, bot, k8s_view, cluster, settings, catalog
 ):
