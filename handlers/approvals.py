@@ -38,7 +38,11 @@ async def reject(value: str, ctx: Context) -> Reply:
 
 
 async def keep(value: str, ctx: Context) -> Reply:
-    return _reply(await Gate(ctx.deps).keep(value, ctx.actor, ctx.message), "kept")
+    """Keep scales the old color to 0: a locked service keeps the capacity a rollback needs."""
+    gate = Gate(ctx.deps)
+    change = await gate.get(value)
+    await refuse_if_locked(ctx, change.service)
+    return _reply(await gate.keep(change.id, ctx.actor, ctx.message), "kept")
 
 
 async def roll_back(value: str, ctx: Context) -> Reply:

@@ -218,3 +218,18 @@ def test_a_question_slack_refused_is_posted_once_by_a_later_sweep(blind_chat, k8
     blind_chat.click(asked[0], "Keep v1.2.3", user="bob")
     wait_progress(blind_chat, "— done")
     assert k8s_view.replicas("api-gateway-blue") == 0
+
+
+def test_keep_is_refused_while_the_service_is_locked(blind_chat, k8s_view):
+    """A lock freezes a service (no approval, no scaling): Keep would scale the old color to 0,
+    the capacity a rollback needs during the incident the lock is for."""
+    blind_chat.run("deploy api-gateway v1.2.3")
+    blind_chat.click(approval_message(blind_chat), "Approve", user="bob")
+    asked = blind_chat.slack.wait_for(lambda _: questions(blind_chat), timeout=20)
+    blind_chat.run("lock api-gateway INC-8 error spike", user="alice")
+    blind_chat.click(asked[0], "Keep v1.2.3", user="bob")
+    assert "api-gateway is locked by <@U0ALICE>" in blind_chat.slack.responses[-1].params["text"]
+    time.sleep(1.5)  # sweeps run: nothing cleans up behind the refusal
+    assert k8s_view.replicas("api-gateway-blue") == 3
+    assert ingress_backend(k8s_view) == "api-gateway-green"
+    assert "needs decision" in blind_chat.run("changes api-gateway").all_text()
