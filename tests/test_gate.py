@@ -382,3 +382,31 @@ def test_a_hung_slack_at_the_click_does_not_void_the_approval(chat, replicas, k8
     record = change_record(chat, change_id)
     assert record["state"] in {"verifying", "cleaning_up", "done"}, record.get("error")
     assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
+
+
+def test_a_route_edited_between_the_recheck_and_the_patch_voids_and_keeps_the_edit(
+    chat, replicas, k8s_view, cluster, sandbox
+):
+    """The JSON patch's `test` is the last line: someone's `kubectl edit` of this route lands
+    after the click's re-check and just before the switch reaches the API server."""
+    a = replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    app = sandbox._httpd.app
+    handle = app.handle
+
+    def edited_first(method, path, headers, body):
+        if method == "PATCH" and "/ingresses/payflow-ingress" in path:
+            app.handle = handle
+            set_backend(k8s_view, "/", "maintenance-page")
+        return handle(method, path, headers, body)
+
+    app.handle = edited_first
+    try:
+        chat.click(message, "Approve", user="bob")
+    finally:
+        app.handle = handle
+    assert "Voided" in chat.slack.responses[-1].params["text"]
+    assert ingress_backend(k8s_view) == "maintenance-page" and ingress_writes(cluster) == 1
+    assert change_record(chat, change_id_of(message))["state"] == "voided"
