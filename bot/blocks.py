@@ -728,10 +728,15 @@ def _link(url: str, label: str) -> str | None:
 @render.register
 def _alert_group(view: AlertGroupCard) -> Message:
     firing = sum(a.status == "firing" for a in view.alerts)
+    resolved = len(view.alerts) - firing
+    if view.counts is not None:
+        firing, resolved = view.counts
     about = " · ".join(escape(x) for x in (view.service, view.severity) if x)
     head = f"{ALERT_ICON.get(view.status, '•')} *{view.status.upper()}* · *{escape(view.title)}*"
     head += f" · {about}" if about else ""
-    count = f"{firing} firing, {len(view.alerts) - firing} resolved"
+    count = f"{firing} firing, {resolved} resolved"
+    if firing + resolved > len(view.alerts):
+        count += f" (the first {len(view.alerts)} shown)"
     blocks = [_section(head), *_sections([_alert_line(a) for a in view.alerts])]
     context = [" · ".join(f"`{escape(k)}={escape(v)}`" for k, v in view.labels), count]
     if view.truncated:

@@ -335,6 +335,7 @@ class AlertGroupCard:
     silenced_until: datetime | None = None
     truncated: int = 0  # alerts Alertmanager left out of the notification
     buttons: tuple[Button, ...] = ()
+    counts: tuple[int, int] | None = None  # (firing, resolved) of the whole group, when more than shown
 
 
 @dataclass(frozen=True)

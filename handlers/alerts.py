@@ -33,6 +33,7 @@ GROUP_TTL = 7 * 86_400  # a group quiet for a week starts a new message
 CLAIM_TTL = 60  # a replica that dies between claiming and posting frees the group this soon
 CLAIM_WAIT = 15.0  # how long another replica's claim is waited for before giving up
 MAX_KEPT = 100  # alerts kept (and shown) per group; firing ones first
+MAX_COUNTED = 20_000  # alerts whose state is kept (fingerprint, status, start, name) to count them all
 SILENCE = timedelta(hours=1)
 SWITCH_WINDOW = timedelta(hours=1)  # a traffic switch this recent makes "Roll back" worth offering
 
@@ -105,7 +106,26 @@ def _merge(old: dict[str, dict[str, Any]], payload: Webhook, now: datetime) -> d
     ordered = sorted(
         merged.items(), key=lambda kv: (kv[1]["status"] != "firing", kv[1]["starts_at"] or "", kv[0])
     )
-    return dict(ordered[:MAX_KEPT])
+    return dict(ordered[:MAX_COUNTED])
+
+
+def _known(record: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every alert of the group the record knows: the kept ones whole, the others (beyond
+    MAX_KEPT) from their state alone, so that counts and changes cover all of them."""
+    if not record:
+        return {}
+    kept: dict[str, dict[str, Any]] = record["alerts"]
+    known: dict[str, dict[str, Any]] = {}
+    for fp, (status, starts_at, name) in (record.get("states") or {}).items():
+        known[fp] = kept.get(fp) or {
+            "name": name,
+            "status": status,
+            "summary": "",
+            "instance": "",
+            "starts_at": starts_at,
+            "ends_at": None,
+        }
+    return {**known, **{fp: a for fp, a in kept.items() if fp not in known}}
 
 
 def _title(payload: Webhook) -> str:
@@ -118,7 +138,8 @@ def _title(payload: Webhook) -> str:
 
 def _group(payload: Webhook, deps: Deps, old: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
     routing = deps.catalog.alerts
-    alerts = _merge(old["alerts"] if old else {}, payload, now)
+    known = _merge(_known(old), payload, now)
+    alerts = dict(list(known.items())[:MAX_KEPT])
     return {
         "group_key": payload.group_key,
         "title": _title(payload),
@@ -130,10 +151,11 @@ def _group(payload: Webhook, deps: Deps, old: dict[str, Any] | None, now: dateti
         "source": payload.external_url,
         "truncated": payload.truncated_alerts,
         "alerts": alerts,
+        "states": {fp: [a["status"], a["starts_at"], a["name"]] for fp, a in known.items()},
     }
 
 
-_COMPARED = ("title", "status", "alerts", "truncated")
+_COMPARED = ("title", "status", "alerts", "states", "truncated")
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -194,11 +216,20 @@ async def card(deps: Deps, gid: str, record: dict[str, Any]) -> AlertGroupCard:
         silenced_until=until if silenced else None,
         truncated=record.get("truncated", 0),
         buttons=tuple(buttons),
+        counts=_counts(record),
     )
 
 
+def _counts(record: dict[str, Any]) -> tuple[int, int] | None:
+    states = record.get("states")
+    if not states:
+        return None
+    firing = sum(state[0] == "firing" for state in states.values())
+    return firing, len(states) - firing
+
+
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> AlertChanges:
-    before, after = old["alerts"], new["alerts"]
+    before, after = _known(old), _known(new)
     fired = [
         a
         for fp, a in after.items()

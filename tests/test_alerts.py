@@ -544,3 +544,37 @@ def test_catalog_alert_routing_errors_name_the_key():
         "alerts.service_label: 'app-name' is not a Prometheus label name (letters, digits, '_')",
         "alerts.sevirity_label: unknown key (check the spelling)",
     }
+
+
+def test_a_thousand_alerts_in_one_group_are_counted_and_their_changes_told_right(
+    settings, catalog, k8s_view, slack, redis_server
+):
+    """One notification of 1,000 firing alerts: the message shows a bounded number of lines but
+    counts all 1,000; when 500 of them resolve, the thread says 0 fired, 500 resolved (not that
+    the lines that came into view 'fired')."""
+    alerts = [
+        alert(
+            "firing",
+            labels={**LABELS, "instance": f"10.0.{i // 250}.{i % 250}:3000"},
+            fingerprint=f"{i:016x}",
+        )
+        for i in range(1000)
+    ]
+    server = BotServer(build_runtime(replace(settings, alertmanager_webhook_token=TOKEN), catalog)).start()
+    try:
+        assert send(server, payload("firing", alerts)).status_code == 200
+        server.idle()
+        [message] = top_level(slack)
+        assert "1000 firing, 0 resolved" in message.text
+        for a in alerts[:500]:
+            a["status"], a["endsAt"] = "resolved", "2026-11-26T09:20:00Z"
+        assert send(server, payload("firing", alerts)).status_code == 200
+        server.idle()
+    finally:
+        server.stop()
+    [message] = top_level(slack)
+    assert "500 firing, 500 resolved" in message.text
+    [thread] = replies(slack, message)
+    assert thread.text == "0 fired, 500 resolved"
+    [(_, record)] = group_records(redis_server).items()
+    assert len(json.dumps(record)) < 200_000  # what is stored stays bounded
