@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
-from sandbox.local import child_pids, free_port, redis_command, serve_process  # noqa: E402
+from sandbox.local import child_pids, free_port, redis_command, serve_process, stop_newest_first  # noqa: E402
 from sandbox.slack_requests import SignedRequest, SlackRequests  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -246,14 +246,7 @@ def main() -> None:
         )
         print(f"serve ready (spawn → /readyz 200) = {ready_s:.2f} s  (target < 1.5 s)")
     finally:
-        # newest first, each gone before the next: serve finishes its queued work while the
-        # Slack stand-in, the cluster and Redis it talks to are still there
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_newest_first(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -36,10 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ack_latency import SECRET, TOKEN, pct  # noqa: E402
-from bench.memory import SANDBOX, name  # noqa: E402
+from bench.memory import name  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.apiserver.server import ca_from_kubeconfig  # noqa: E402
-from sandbox.local import child_pids, free_port, redis_command, serve_process, wait_until  # noqa: E402
+from sandbox.local import (  # noqa: E402
+    child_pids,
+    free_port,
+    redis_command,
+    sandbox_process,
+    serve_process,
+    stop_newest_first,
+    wait_until,
+)
 from sandbox.prometheus import PrometheusServer, available  # noqa: E402
 from sandbox.slack_api import Call, SlackApiStub  # noqa: E402
 from sandbox.slack_requests import SlackRequests  # noqa: E402
@@ -124,13 +132,7 @@ def main() -> None:
         procs.append(subprocess.Popen(redis_command(redis_port, tmp), stdout=subprocess.DEVNULL))
         kubeconfig = tmp / "kubeconfig"
         sandbox_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [*SANDBOX, "--port", str(sandbox_port), "--kubeconfig", str(kubeconfig)],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        procs.append(sandbox_process(sandbox_port, kubeconfig))
         wait_until(kubeconfig.exists, 20, "the sandbox's kubeconfig")
         catalog = tmp / "payflow.yaml"
         catalog.write_text(
@@ -204,12 +206,7 @@ def main() -> None:
             per_kind[kind] = (len(matched), statistics.median(matched) if matched else float("nan"))
             latencies += matched
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_newest_first(procs)
         if prometheus is not None:
             prometheus.stop()
         stub.stop()

@@ -28,12 +28,19 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
 from sandbox.apiserver.server import ca_from_kubeconfig  # noqa: E402
-from sandbox.local import child_pids, free_port, redis_command, serve_process, wait_until  # noqa: E402
+from sandbox.local import (  # noqa: E402
+    child_pids,
+    free_port,
+    redis_command,
+    sandbox_process,
+    serve_process,
+    stop_newest_first,
+    wait_until,
+)
 from sandbox.prometheus import PrometheusServer  # noqa: E402
 from sandbox.slack_api import SlackApiStub  # noqa: E402
 from sandbox.slack_requests import SlackRequests  # noqa: E402
 
-SANDBOX = [sys.executable, "-m", "bot.cli", "sandbox"]
 SERVICES = ("api-gateway", "auth-service", "wallet-service", "transaction-service")
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
@@ -63,7 +70,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="payflow-bench-memory-"))
     procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
     prometheus = None
     slack = SlackApiStub(bot_token=TOKEN, usergroups=demo.USERGROUPS).start()
     try:
@@ -71,14 +77,7 @@ def main() -> None:
         procs.append(subprocess.Popen(redis_command(redis_port, tmp), stdout=subprocess.DEVNULL))
         kubeconfig = tmp / "kubeconfig"
         sandbox_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [*SANDBOX, "--port", str(sandbox_port), "--kubeconfig", str(kubeconfig)],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        procs.append(sandbox_process(sandbox_port, kubeconfig))
         wait_until(kubeconfig.exists, 20, "the sandbox's kubeconfig")
         prometheus = PrometheusServer(
             [f"https://127.0.0.1:{sandbox_port}"],
@@ -163,12 +162,7 @@ def main() -> None:
         peak = max(pss for _, _, pss, _ in rows)
         print(f"\npeak PSS {peak:.0f} MiB: the Deployment's request/limit are sized from this")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_newest_first(procs)
         if prometheus is not None:
             prometheus.stop()
         slack.stop()

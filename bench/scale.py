@@ -40,7 +40,7 @@ from bot.config import Catalog, load_catalog  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402
-from sandbox.local import free_port, redis_command, serve_process, wait_until  # noqa: E402
+from sandbox.local import free_port, redis_command, serve_process, stop_newest_first, wait_until  # noqa: E402
 from sandbox.prometheus import INSTALL_HINT, PrometheusServer, available  # noqa: E402
 from sandbox.seed import seed, wait_until_ready, with_services  # noqa: E402
 from sandbox.slack_api import Call, SlackApiStub  # noqa: E402
@@ -200,12 +200,7 @@ def run_size(n: int, runs: int, tmp: Path) -> list[dict[str, Any]]:
         http.close()
         return rows
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_newest_first(procs)
         if prom is not None:
             prom.close()
         stub.stop()

@@ -60,6 +60,34 @@ def serve_process(port: int, settings: dict[str, str], *args: str, **popen: Any)
     return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
 
 
+def sandbox_process(port: int, kubeconfig: Path, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+    """`payflow-bot sandbox` on loopback, writing the kubeconfig that points at it."""
+    command = [
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "sandbox",
+        "--port",
+        str(port),
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([*command, *args], cwd=ROOT, env=env, **{"stdout": subprocess.DEVNULL, **popen})
+
+
+def stop_newest_first(procs: list[subprocess.Popen[Any]], timeout: float = 60) -> None:
+    """Newest first, each gone before the next: serve finishes its queued work while the Slack
+    stand-in, the cluster and Redis it talks to are still there."""
+    for proc in reversed(procs):
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def redis_command(port: int, directory: Path) -> list[str]:
     """A throw-away redis-server that keeps nothing on disk."""
     binary = shutil.which("redis-server") or "redis-server"
