@@ -58,6 +58,8 @@ class Unreachable(KubeError):
 
 
 _WRITES = ("patch_", "create_", "replace_", "delete_")
+# The API server's Timeout (504) and ServerTimeout (500): a write answered so may still be applied.
+SERVER_TIMEOUTS = (500, 504)
 
 
 def no_retries(configuration: k8s.Configuration) -> k8s.Configuration:
@@ -410,6 +412,12 @@ class Kube:
                     raise Conflict(_reason(exc)) from None
                 if exc.status in (401, 403):
                     raise KubeError(f"Kubernetes refused the bot's credentials ({exc.status})") from None
+                if write and exc.status in SERVER_TIMEOUTS:  # "may still be processing the request"
+                    raise Unreachable(
+                        f"Kubernetes answered {exc.status} ({_reason(exc)}); the change may or may not "
+                        "have been applied",
+                        uncertain=True,
+                    ) from None
                 raise KubeError(f"Kubernetes answered {exc.status}: {_reason(exc)}") from None
             except Exception as exc:  # urllib3 connection and timeout errors
                 raise _unreachable(exc, timeout, write) from None

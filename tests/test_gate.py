@@ -19,6 +19,8 @@ from bot.gate.record import PREPARING, Change, Lease
 from bot.gate.records import LeaseLost, Records, holding
 from bot.runtime import build_runtime
 from bot.store import RedisStore
+from sandbox.apiserver.kinds import ApiError
+from sandbox.apiserver.wire import Response
 from tests.support.bot_server import BotServer
 from tests.support.prom import without_digests
 from tests.test_bake import prometheus  # noqa: F401  (fixture)
@@ -410,3 +412,37 @@ def test_a_route_edited_between_the_recheck_and_the_patch_voids_and_keeps_the_ed
     assert "Voided" in chat.slack.responses[-1].params["text"]
     assert ingress_backend(k8s_view) == "maintenance-page" and ingress_writes(cluster) == 1
     assert change_record(chat, change_id_of(message))["state"] == "voided"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(504, "Timeout"), (500, "ServerTimeout")],  # Kubernetes: "may still be processing the request"
+)
+def test_a_switch_answered_with_a_server_timeout_is_settled_from_the_cluster(
+    chat, replicas, k8s_view, cluster, sandbox, code, reason
+):
+    a = replicas(bake_seconds=0)
+    chat.bot = a
+    chat.run("deploy api-gateway v1.2.3")
+    message = approval_message(chat)
+    change_id = change_id_of(message)
+    app = sandbox._httpd.app
+    handle = app.handle
+
+    def applied_then_timeout(method, path, headers, body):
+        response = handle(method, path, headers, body)
+        if method == "PATCH" and "/ingresses/payflow-ingress" in path:
+            app.handle = handle
+            return Response.error(ApiError(code, reason, "the request may still be processing"))
+        return response
+
+    app.handle = applied_then_timeout
+    try:
+        chat.click(message, "Approve", user="bob")
+    finally:
+        app.handle = handle
+    assert ingress_backend(k8s_view) == "api-gateway-green" and ingress_writes(cluster) == 1
+    assert "Nothing was switched" not in chat.slack.responses[-1].params["text"]
+    record = finished(chat, change_id)
+    assert record["state"] == "done", record.get("error")
+    assert "change.voided" not in [e.action for e in chat.audit(limit=100)]
