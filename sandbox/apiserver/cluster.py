@@ -96,7 +96,9 @@ class Cluster:
 
     @ready_delay.setter
     def ready_delay(self, value: float) -> None:
-        self.kubelet.ready_delay = value
+        with self.lock:
+            self.kubelet.ready_delay = value
+            self._wake_all()
 
     @property
     def progress_deadline(self) -> float | None:
@@ -105,7 +107,9 @@ class Cluster:
 
     @progress_deadline.setter
     def progress_deadline(self, value: float | None) -> None:
-        self.controller.progress_deadline = value
+        with self.lock:
+            self.controller.progress_deadline = value
+            self._wake_all()
 
     @property
     def leaky_logs(self) -> bool:
@@ -124,14 +128,17 @@ class Cluster:
             raise ValueError("image must not be empty")
         with self.lock:
             self.kubelet.bad_images[image_or_tag] = mode
+            self._wake_all()
 
     def remove_bad_image(self, image_or_tag: str) -> None:
         with self.lock:
             self.kubelet.bad_images.pop(image_or_tag, None)
+            self._wake_all()
 
     def clear_bad_images(self) -> None:
         with self.lock:
             self.kubelet.bad_images.clear()
+            self._wake_all()
 
     @property
     def bad_images(self) -> dict[str, str]:
@@ -217,6 +224,7 @@ class Cluster:
             if info.kind == "Pod":
                 self.kubelet.register_pod(ns, obj, None, now)
             elif info.kind == "Deployment":
+                self.controller.touch(ns, name)
                 self.controller.sync(ns, obj, now)
             elif info.kind == "Event":
                 self.events.created(ns, name)
@@ -425,9 +433,13 @@ class Cluster:
         now = self._clock() if now is None else now
         if self._batching:
             return now
-        self.kubelet.update_all(now)
-        self.controller.sync_all(now)
+        self.controller.sync_pending(now, self.kubelet.update_all(now))
         return now
+
+    def _wake_all(self) -> None:
+        """A knob changed: the kubelet and the controller look at everything on the next tick."""
+        self.kubelet.touch_all()
+        self.controller.touch_all()
 
     def _remove(self, info: KindInfo, ns: str, name: str) -> None:
         """Remove one object and what it owns: a pod stops running, a deployment's pods go."""
@@ -501,6 +513,10 @@ class Cluster:
         ns = cur_meta.get("namespace", "")
         if new != current:
             self.store.put(info, ns, name, new)
+            if info.kind == "Pod":
+                self.kubelet.touch((ns, name))
+            elif info.kind == "Deployment":
+                self.controller.touch(ns, name)
         self.store.record(info, ns, name, verb, now)
         return copy.deepcopy(self.store.objects[info.kind][(ns, name)])
 

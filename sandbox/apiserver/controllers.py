@@ -85,13 +85,30 @@ class DeploymentController:
         self._delete_pod = delete_pod
         self.progress_deadline = progress_deadline
         self.deployments: dict[tuple[str, str], DeploymentSim] = {}
+        # The work queue: deployments written, whose pods moved, or not yet steady (rolling,
+        # waiting for minReadySeconds or their progress deadline). A steady one leaves it, so a
+        # request costs controller work for what changes, not for every deployment.
+        self.pending: set[tuple[str, str]] = set()
 
-    def sync_all(self, now: float) -> None:
-        for (ns, _name), dep in self._store.items("Deployment"):
-            self.sync(ns, dep, now)
+    def touch(self, ns: str, name: str) -> None:
+        self.pending.add((ns, name))
+
+    def touch_all(self) -> None:
+        self.pending.update(self._store.objects["Deployment"])
+
+    def sync_pending(self, now: float, touched: set[tuple[str, str]]) -> None:
+        """Sync the queued deployments in (namespace, name) order, like a pass over all of them
+        would, and drop from the queue those left steady."""
+        self.pending |= touched
+        deployments = self._store.objects["Deployment"]
+        for key in sorted(self.pending):
+            dep = deployments.get(key)
+            if dep is None or self.sync(key[0], dep, now):
+                self.pending.discard(key)
 
     def forget(self, ns: str, name: str) -> list[str]:
         """The deployment is gone: its pods, for the cluster to delete."""
+        self.pending.discard((ns, name))
         dsim = self.deployments.pop((ns, name), None)
         return [pod for rs in dsim.rs.values() for pod in list(rs.pods)] if dsim else []
 
@@ -100,9 +117,13 @@ class DeploymentController:
         rs = dsim.rs.get(owner[1]) if dsim else None
         if rs and name in rs.pods:
             rs.pods.remove(name)
+            self.pending.add((ns, owner[0]))
 
-    def sync(self, ns: str, dep: JSON, now: float) -> None:
-        """The deployment controller: one pass of the rolling-update algorithm plus status."""
+    def sync(self, ns: str, dep: JSON, now: float) -> bool:
+        """The deployment controller: one pass of the rolling-update algorithm plus status.
+        True when the deployment is steady: nothing would change until something touches it
+        (an API write, one of its pods moving or going) -- the pass changed nothing, the
+        rollout is complete (or paused) and every pod is settled."""
         meta = dep["metadata"]
         name = meta["name"]
         spec = dep["spec"]
@@ -201,7 +222,16 @@ class DeploymentController:
         spent = [rs for rs in olds if rs.replicas == 0 and not rs.pods]
         for rs in spent[: max(len(spent) - limit, 0)]:
             del dsim.rs[rs.hash]
-        self._update_deployment_status(ns, dep, dsim, new, created_new, paused, now, min_ready)
+        changed, complete = self._update_deployment_status(
+            ns, dep, dsim, new, created_new, paused, now, min_ready
+        )
+        return (
+            not changed
+            and (complete or paused)
+            and not any(rs.replicas or rs.pods for rs in olds)
+            and all(len(rs.pods) == rs.replicas for rs in dsim.rs.values())
+            and all(self._kubelet.settled((ns, p)) for rs in dsim.rs.values() for p in rs.pods)
+        )
 
     def _sync_rs_pods(self, ns: str, dep: JSON, rs: ReplicaSetSim, now: float) -> None:
         while len(rs.pods) < rs.replicas:
@@ -269,7 +299,8 @@ class DeploymentController:
         paused: bool,
         now: float,
         min_ready: float,
-    ) -> None:
+    ) -> tuple[bool, bool]:
+        """Publish the status; returns (whether it changed, whether the rollout is complete)."""
         spec = dep["spec"]
         desired = int(spec.get("replicas", 1))
         old_status = dep.get("status") or {}
@@ -383,3 +414,4 @@ class DeploymentController:
         if changed:
             dep["status"] = status
             self._store.bump(dep)
+        return changed, complete

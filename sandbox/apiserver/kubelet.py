@@ -59,9 +59,6 @@ class PodSim:
     owner: tuple[str, str] | None = None  # (deployment name, template hash)
     containers: dict[str, ContainerSim] = field(default_factory=dict)
     ready_since: float | None = None
-    # The pod's resourceVersion when it was last found Ready with nothing left to happen: until
-    # someone else changes the pod, updating it again would publish the same status.
-    settled_rv: str | None = None
 
 
 class Kubelet:
@@ -71,6 +68,8 @@ class Kubelet:
         self.ready_delay = ready_delay
         self.bad_images: dict[str, str] = {}
         self.pods: dict[tuple[str, str], PodSim] = {}
+        # Pods with something left to happen; the others are settled (Ready, nothing pending).
+        self.pending: set[tuple[str, str]] = set()
         self.logs = LogWriter(store.wall_offset)
         self._seq = 0
 
@@ -80,20 +79,37 @@ class Kubelet:
     def available(self, sim: PodSim | None, now: float, min_ready: float) -> bool:
         return sim is not None and sim.ready_since is not None and sim.ready_since + min_ready <= now
 
-    def update_all(self, now: float) -> None:
-        pods = self._store.objects["Pod"]
-        for key, sim in list(self.pods.items()):
-            pod = pods.get(key)
-            if (
-                sim.settled_rv is not None
-                and pod is not None
-                and pod["metadata"]["resourceVersion"] == sim.settled_rv
-            ):
+    def update_all(self, now: float) -> set[tuple[str, str]]:
+        """Advance the pods that still have something to happen (not Ready, crash-looping, pulling,
+        or changed by an API write since they settled); a settled pod costs nothing, so a request
+        to a cluster of 1,000 services does work only for what moves. Returns the (namespace,
+        deployment) owners of the pods it looked at, for the deployment controller's queue."""
+        owners: set[tuple[str, str]] = set()
+        for key in sorted(self.pending, key=lambda k: self.pods[k].seq if k in self.pods else 0):
+            sim = self.pods.get(key)
+            if sim is None:
+                self.pending.discard(key)
                 continue
+            if sim.owner is not None:
+                owners.add((key[0], sim.owner[0]))
             self.update_pod(key, now)
+        return owners
+
+    def touch(self, key: tuple[str, str]) -> None:
+        """The pod was written through the API: look at it on the next tick."""
+        if key in self.pods:
+            self.pending.add(key)
+
+    def touch_all(self) -> None:
+        """A knob changed (bad images, ready delay): every pod may have something to do."""
+        self.pending.update(self.pods)
+
+    def settled(self, key: tuple[str, str]) -> bool:
+        return key in self.pods and key not in self.pending
 
     def forget(self, ns: str, name: str) -> PodSim | None:
         """The pod object is gone: stop running it."""
+        self.pending.discard((ns, name))
         return self.pods.pop((ns, name), None)
 
     def register_pod(self, ns: str, pod: JSON, owner: tuple[str, str] | None, now: float) -> PodSim:
@@ -114,6 +130,7 @@ class Kubelet:
         pod = self._store.objects["Pod"].get(key)
         sim = self.pods.get(key)
         if pod is None or sim is None:
+            self.pending.discard(key)
             return
         ns, name = key
         delay = max(self.ready_delay, 0.0)
@@ -164,7 +181,10 @@ class Kubelet:
             pod["status"] = status
             self._store.bump(pod)
         settled = all_ready and all(cs.mode is None for cs in sim.containers.values())
-        sim.settled_rv = pod["metadata"]["resourceVersion"] if settled else None
+        if settled:  # until someone changes the pod, updating it again would publish the same status
+            self.pending.discard(key)
+        else:
+            self.pending.add(key)
 
     def _container_status(self, pod: JSON, c: JSON, csim: ContainerSim, image: str, now: float) -> JSON:
         name = c["name"]
