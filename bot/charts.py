@@ -1,20 +1,34 @@
 """PNG charts for Slack. matplotlib is imported inside `render_png`, with the Agg backend: no
 display is needed, and `serve` never pays for matplotlib unless someone asks for a chart.
 
+The worker draws through `render_png_isolated`: each chart in a short-lived child process
+(`python -m bot.charts`), at most RENDER_SLOTS at once. matplotlib costs ~50 MB to import and
+each figure drawn at once ~10 MB that the allocator keeps: drawn in the worker's threads, a
+burst of `metrics` commands took the worker from ~110 MB to 260 MB and it never gave it back.
+A child returns every byte when it exits, and the worker's memory stays flat.
+
 A chart is a convenience, never the answer itself: when it cannot be drawn (a read-only root
 filesystem leaves matplotlib no cache directory) the caller shows `text_table` instead."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
+import json
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 MAX_LINES = 10
+RENDER_SLOTS = 2  # charts drawn at once (one per core of the pod)
+RENDER_TIMEOUT = 30.0  # seconds for one child to start, draw and answer; then it is killed
+_UNAVAILABLE_EXIT = 3  # the child's exit status for ChartUnavailable (its message on stderr)
+_ROOT = Path(__file__).resolve().parents[1]
 MAX_MARKERS = 10
 # Each deployment color is drawn in its own color, whatever the order of the series; other
 # series get colors that can be mistaken for neither (nor for the SLO line's red).
@@ -192,3 +206,91 @@ def text_table(panels: list[Panel]) -> list[str]:
     markers = sorted({(m.at, m.label) for p in panels for m in p.markers})[-MAX_MARKERS:]
     lines += [f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M} UTC  {label}" for at, label in markers]
     return lines
+
+
+def _encode(title: str, panels: list[Panel], width: float) -> bytes:
+    return json.dumps(
+        {"title": title, "width": width, "panels": [dataclasses.asdict(p) for p in panels]}
+    ).encode()
+
+
+def _decode(data: bytes) -> tuple[str, list[Panel], float]:
+    doc = json.loads(data)
+    panels = [
+        Panel(
+            title=p["title"],
+            unit=p["unit"],
+            lines=tuple(
+                Line(
+                    label=ln["label"],
+                    points=tuple((float(t), float(v)) for t, v in ln["points"]),
+                    color=ln["color"],
+                )
+                for ln in p["lines"]
+            ),
+            threshold=p["threshold"],
+            threshold_label=p["threshold_label"],
+            notes=list(p["notes"]),
+            markers=tuple(Marker(at=float(m["at"]), label=m["label"]) for m in p["markers"]),
+        )
+        for p in doc["panels"]
+    ]
+    return doc["title"], panels, float(doc["width"])
+
+
+_slots: asyncio.Semaphore | None = None
+
+
+async def render_png_isolated(
+    title: str, panels: list[Panel], *, width: float = 9.0, timeout: float = RENDER_TIMEOUT
+) -> bytes:
+    """`render_png` in a child process that exits when the chart is drawn (see the module's
+    docstring). Raises ChartUnavailable when it cannot be drawn here or in time; RuntimeError
+    when the child failed otherwise."""
+    global _slots
+    if ensure_config_dir() is None:  # the child inherits the folder chosen here
+        raise ChartUnavailable("no writable directory for matplotlib's cache (set MPLCONFIGDIR or TMPDIR)")
+    if _slots is None:
+        _slots = asyncio.Semaphore(RENDER_SLOTS)
+    path = os.pathsep.join(filter(None, (str(_ROOT), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONPATH": path}
+    async with _slots:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.charts",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            png, err = await asyncio.wait_for(proc.communicate(_encode(title, panels, width)), timeout)
+        except TimeoutError:
+            raise ChartUnavailable(f"drawing it took longer than {timeout:.0f} s") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: never leave a child behind
+                proc.kill()
+                await proc.wait()
+    why = err.decode(errors="replace").strip()[-500:]
+    if proc.returncode == _UNAVAILABLE_EXIT:
+        raise ChartUnavailable(why)
+    if proc.returncode != 0 or not png:
+        raise RuntimeError(f"the chart renderer exited with status {proc.returncode}: {why}")
+    return png
+
+
+def main() -> int:
+    """The child: a chart request (JSON) on stdin, the PNG on stdout."""
+    title, panels, width = _decode(sys.stdin.buffer.read())
+    try:
+        png = render_png(title, panels, width=width)
+    except ChartUnavailable as exc:
+        sys.stderr.write(str(exc))
+        return _UNAVAILABLE_EXIT
+    sys.stdout.buffer.write(png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

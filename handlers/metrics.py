@@ -12,7 +12,7 @@ import math
 from datetime import timedelta
 
 from bot import durations
-from bot.charts import ChartUnavailable, Line, Marker, Panel, render_png, text_table
+from bot.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
 from bot.commands import Metrics, Query
 from bot.config import SLOs
 from bot.gate.engine import Gate
@@ -152,7 +152,7 @@ def _table_text(title: str, reason: str, panels: list[Panel]) -> str:
 async def _draw(title: str, panels: list[Panel]) -> tuple[bytes | None, str]:
     """The PNG, or None and why: a chart that cannot be drawn is never an internal error."""
     try:
-        return await asyncio.to_thread(render_png, title, panels), ""
+        return await render_png_isolated(title, panels), ""
     except ChartUnavailable as exc:
         log.warning("chart not drawn: %s", exc)
         return None, f"the chart could not be drawn here ({exc})"
