@@ -79,3 +79,57 @@ def test_the_sandbox_command_refuses_too_few_services(tmp_path: Path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "--services: the catalog already has 4 services" in err
     assert not (tmp_path / "kubeconfig").exists()
+
+
+def test_a_request_to_a_steady_thousand_services_costs_no_controller_work(catalog: Catalog):
+    """The kubelet and the deployment controller work from queues like real controllers: once
+    1,000 services are steady a request reconciles nothing, and what is touched still moves --
+    a new image rolls out, a deleted pod is replaced, a relabelled pod leaves its service."""
+    grown = with_services(catalog, 1000)
+    cluster = seed(Cluster(ready_delay=0.0, env={}), grown)
+    wait_until_ready(cluster, grown, timeout=30)
+    rv = cluster.resource_version
+    for _ in range(20):
+        cluster.get("Deployment", NS, "svc-0500-blue")
+    assert cluster.controller.pending == set() and cluster.kubelet.pending == set()
+    assert cluster.resource_version == rv  # and nothing was rewritten
+    old_pods = {p["metadata"]["name"] for p in cluster.list("Pod", NS, "app=svc-0500,color=blue")}
+
+    cluster.patch(
+        "Deployment",
+        NS,
+        "svc-0500-blue",
+        {"spec": {"template": {"metadata": {"annotations": {"payflow/restarted": "now"}}}}},
+    )
+    assert cluster.controller.pending <= {(NS, "svc-0500-blue")}
+    victim = sorted(p["metadata"]["name"] for p in cluster.list("Pod", NS, "app=svc-0600,color=blue"))[0]
+    cluster.delete("Pod", NS, victim)
+
+    def settled() -> bool:
+        dep = cluster.get("Deployment", NS, "svc-0500-blue")
+        other = cluster.get("Deployment", NS, "svc-0600-blue")
+        want = dep["spec"]["replicas"]
+        return (
+            dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+            and (dep.get("status") or {}).get("updatedReplicas") == want
+            and (dep.get("status") or {}).get("availableReplicas") == want
+            and (other.get("status") or {}).get("availableReplicas") == other["spec"]["replicas"]
+        )
+
+    wait_until(settled, 30, "the rollout and the replacement pod")
+    new_pods = {p["metadata"]["name"] for p in cluster.list("Pod", NS, "app=svc-0500,color=blue")}
+    assert new_pods and not new_pods & old_pods
+    replaced = {p["metadata"]["name"] for p in cluster.list("Pod", NS, "app=svc-0600,color=blue")}
+    assert (
+        victim not in replaced
+        and len(replaced) == cluster.get("Deployment", NS, "svc-0600-blue")["spec"]["replicas"]
+    )
+    assert cluster.controller.pending == set() and cluster.kubelet.pending == set()
+
+    code, body = cluster.health(NS, "svc-0700-blue")
+    assert code == 200
+    pods = sorted(p["metadata"]["name"] for p in cluster.list("Pod", NS, "app=svc-0700,color=blue"))
+    for pod in pods:
+        cluster.patch("Pod", NS, pod, {"metadata": {"labels": {"app": "moved"}}})
+    code, body = cluster.health(NS, "svc-0700-blue")
+    assert code == 503 and "no pods match selector" in body["reason"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from sandbox.apiserver.events import NODE_NAME, EventRecorder
 from sandbox.apiserver.kinds import JSON, ApiError
@@ -70,6 +71,10 @@ class Kubelet:
         self.pods: dict[tuple[str, str], PodSim] = {}
         # Pods with something left to happen; the others are settled (Ready, nothing pending).
         self.pending: set[tuple[str, str]] = set()
+        # (namespace, label, value) -> pods, so a service's /health finds its pods without a
+        # scan of every pod (1,000 services probed would be quadratic).
+        self._by_label: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
         self.logs = LogWriter(store.wall_offset)
         self._seq = 0
 
@@ -99,6 +104,22 @@ class Kubelet:
         """The pod was written through the API: look at it on the next tick."""
         if key in self.pods:
             self.pending.add(key)
+            pod = self._store.objects["Pod"].get(key)
+            self._index(key, (pod or {}).get("metadata", {}).get("labels") or {})
+
+    def _index(self, key: tuple[str, str], labels: dict[str, Any]) -> None:
+        self._unindex(key)
+        self._labels[key] = {str(k): str(v) for k, v in labels.items()}
+        for label, value in self._labels[key].items():
+            self._by_label.setdefault((key[0], label, value), set()).add(key)
+
+    def _unindex(self, key: tuple[str, str]) -> None:
+        for label, value in self._labels.pop(key, {}).items():
+            pods = self._by_label.get((key[0], label, value))
+            if pods is not None:
+                pods.discard(key)
+                if not pods:
+                    del self._by_label[(key[0], label, value)]
 
     def touch_all(self) -> None:
         """A knob changed (bad images, ready delay): every pod may have something to do."""
@@ -110,6 +131,7 @@ class Kubelet:
     def forget(self, ns: str, name: str) -> PodSim | None:
         """The pod object is gone: stop running it."""
         self.pending.discard((ns, name))
+        self._unindex((ns, name))
         return self.pods.pop((ns, name), None)
 
     def register_pod(self, ns: str, pod: JSON, owner: tuple[str, str] | None, now: float) -> PodSim:
@@ -122,6 +144,7 @@ class Kubelet:
             sim.containers[c["name"]] = ContainerSim(started=now, mode_since=now)
         name = pod["metadata"]["name"]
         self.pods[(ns, name)] = sim
+        self._index((ns, name), pod["metadata"].get("labels") or {})
         self.update_pod((ns, name), now)
         return sim
 
@@ -299,10 +322,14 @@ class Kubelet:
         if not selector:
             return 503, {**unavailable, "reason": "service has no selector"}
         reqs = [Requirement(k, "=", (str(v),)) for k, v in selector.items()]
+        keys = set.intersection(
+            *(self._by_label.get((ns, str(k), str(v)), set()) for k, v in selector.items())
+        )
+        objects = self._store.objects["Pod"]
         pods = [
-            (self.pods[k], p)
-            for k, p in self._store.objects["Pod"].items()
-            if k[0] == ns and labels_match(reqs, p["metadata"].get("labels")) and k in self.pods
+            (self.pods[k], objects[k])
+            for k in sorted(keys)
+            if k in objects and k in self.pods and labels_match(reqs, objects[k]["metadata"].get("labels"))
         ]
         if not pods:
             sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
