@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -70,6 +71,34 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class PeakSampler(threading.Thread):
+    """Peak RSS per kind of process under `root`, sampled every 0.2 s: the chart renderers live
+    for one chart each and are gone before the end of the burst."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peaks: dict[str, float] = defaultdict(float)
+        self.seen: dict[str, set[int]] = defaultdict(set)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.sample()
+
+    def sample(self) -> None:
+        todo, pids = [self.root], []
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            todo += child_pids(pid)
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                kind = name(pid)
+                self.peaks[kind] = max(self.peaks[kind], peak_rss_mb(pid))
+                self.seen[kind].add(pid)
 
 
 def answers(stub: SlackApiStub) -> list[Call]:
@@ -173,6 +202,8 @@ def main() -> None:
         signer = SlackRequests(SECRET, response_url=stub.response_url("burst"))
         store = redis.Redis(port=redis_port)
         audit_before = store.xlen("payflow:audit")
+        sampler = PeakSampler(serve.pid)
+        sampler.start()
         started = time.time()
         sent = asyncio.run(burst(url + "/slack/events", signer, args.n, args.c))
         sent_s = time.time() - started
@@ -186,8 +217,11 @@ def main() -> None:
             wait_until(lambda: store.xlen("payflow:audit") - audit_before >= args.n, 10, "audit entries")
         got = answers(stub)
         audit = store.xlen("payflow:audit") - audit_before
-        pids = [serve.pid, *child_pids(serve.pid)]
-        peaks = {name(p): peak_rss_mb(p) for p in pids}
+        sampler.done.set()
+        sampler.join()
+        sampler.sample()
+        peaks = sampler.peaks
+        renderers = len(sampler.seen.get("chart renderer", ()))
 
         by_kind: dict[str, list[float]] = defaultdict(list)
         errors = 0
@@ -221,6 +255,11 @@ def main() -> None:
         ("lost audit entries", f"{args.n - audit} (log lines: {lost_lines})", "0"),
         ("web peak RSS", f"{peaks.get('web', 0):.0f} MB", ""),
         ("worker peak RSS", f"{peaks.get('worker', 0):.0f} MB", "< 200 MB"),
+        (
+            "chart renderer peak RSS",
+            f"{peaks.get('chart renderer', 0):.0f} MB (each; {renderers} seen)" if renderers else "—",
+            "",
+        ),
         ("p50 command → answer", f"{pct(latencies, 50):.0f} ms" if len(latencies) > 1 else "—", ""),
         ("p99 command → answer", f"{pct(latencies, 99):.0f} ms" if len(latencies) > 1 else "—", ""),
         ("sent in / all answered in", f"{sent_s:.1f} s / {wall:.1f} s", ""),
