@@ -267,7 +267,7 @@ async def render_png_isolated(
         try:
             png, err = await asyncio.wait_for(proc.communicate(_encode(title, panels, width)), timeout)
         except TimeoutError:
-            raise ChartUnavailable(f"drawing it took longer than {timeout:.0f} s") from None
+            raise ChartUnavailable(f"drawing it took longer than {timeout:g} s") from None
         finally:
             if proc.returncode is None:  # timed out or cancelled: never leave a child behind
                 proc.kill()
