@@ -164,12 +164,7 @@ def main() -> None:
         procs.append(sandbox_process(sandbox_port, kubeconfig))
         wait_until(kubeconfig.exists, 20, "the sandbox's kubeconfig")
         catalog = tmp / "payflow.yaml"
-        catalog.write_text(
-            (ROOT / "payflow.yaml")
-            .read_text()
-            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-            .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-        )
+        demo.demo_catalog_file(catalog)
         settings = {
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,

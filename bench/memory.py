@@ -88,12 +88,7 @@ def main() -> None:
         ).start()
         prometheus.wait_for('http_requests_total{service="api-gateway"}')
         catalog = tmp / "payflow.yaml"
-        catalog.write_text(
-            (ROOT / "payflow.yaml")
-            .read_text()
-            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-            .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-        )
+        demo.demo_catalog_file(catalog)
         port = free_port()
         serve = serve_process(
             port,

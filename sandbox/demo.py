@@ -3,7 +3,9 @@ including a second person to approve a switch."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.config import Catalog, Channels, Members, Roles, Smoke
 
@@ -61,3 +63,25 @@ def demo_catalog(base: Catalog) -> Catalog:
 
 
 USERGROUPS = {APPROVERS_GROUP: ["U0BOB"]}
+
+
+DEFAULT_CATALOG = Path(__file__).resolve().parents[1] / "bot" / "catalog.default.yaml"
+
+
+def demo_catalog_file(
+    path: Path, *, operators: Iterable[str] = ("U0ALICE",), approvers: Iterable[str] = ()
+) -> Path:
+    """The built-in catalog written as an operator would for a demo `serve` (PAYFLOW_CONFIG):
+    commands in the demo channel, the given people listed by Slack ID. A default that no longer
+    reads as expected fails here, not as a silently unchanged catalog."""
+    text = DEFAULT_CATALOG.read_text()
+    edits = {'commands: ["#payflow-ops"]': f'commands: ["{OPS_CHANNEL_ID}"]'}
+    for role, ids in (("operator", list(operators)), ("approver", list(approvers))):
+        if ids:
+            edits[f"{role}: {{users: [], groups: []}}"] = f"{role}: {{users: [{', '.join(ids)}], groups: []}}"
+    for old, new in edits.items():
+        if old not in text:
+            raise ValueError(f"the built-in catalog no longer has {old!r}")
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path

@@ -40,13 +40,7 @@ OPS = {"channel_id": demo.OPS_CHANNEL_ID, "channel_name": demo.OPS_CHANNEL_NAME}
 def catalog_file(tmp_path: Path) -> Path:
     """The built-in catalog with the demo channel and roles, as an operator would write it."""
     path = tmp_path / "payflow.yaml"
-    path.write_text(
-        (ROOT / "payflow.yaml")
-        .read_text()
-        .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-        .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-        .replace("approver: {users: [], groups: []}", "approver: {users: [U0BOB], groups: []}")
-    )
+    demo.demo_catalog_file(path, approvers=["U0BOB"])
     return path
 
 

@@ -306,11 +306,7 @@ def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, 
     def start(*, scratch: bool) -> str:
         port = free_port()
         catalog_file = tmp_path / "payflow.yaml"
-        catalog_file.write_text(
-            (ROOT / "payflow.yaml")
-            .read_text()
-            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-        )
+        demo.demo_catalog_file(catalog_file, operators=())
         scratch_dir = tmp_path / "scratch"
         scratch_dir.mkdir(exist_ok=True)
         # the CA as a file, as a pod reads its service account's: the client then writes no temp file

@@ -31,12 +31,7 @@ DRAIN_BOUND = 45  # seconds from SIGTERM to exit, as the manifest's terminationG
 
 def _catalog(tmp_path: Path) -> Path:
     path = tmp_path / "payflow.yaml"
-    path.write_text(
-        (ROOT / "payflow.yaml")
-        .read_text()
-        .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-        .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-    )
+    demo.demo_catalog_file(path)
     return path
 
 

@@ -66,13 +66,7 @@ def start_serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[Se
     def start(**extra: str) -> tuple[subprocess.Popen, str]:
         port = free_port()
         catalog = tmp_path / "payflow.yaml"
-        # the built-in catalog with the demo channel and roles, written as a file like an operator would
-        catalog.write_text(
-            (ROOT / "payflow.yaml")
-            .read_text()
-            .replace('commands: ["#payflow-ops"]', f'commands: ["{demo.OPS_CHANNEL_ID}"]')
-            .replace("operator: {users: [], groups: []}", "operator: {users: [U0ALICE], groups: []}")
-        )
+        demo.demo_catalog_file(catalog)
         settings = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
