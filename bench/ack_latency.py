@@ -168,7 +168,7 @@ def main() -> None:
         spawn(
             sys.executable,
             "-m",
-            "bot.cli",
+            "bot.shell.cli",
             "sandbox",
             "--kubeconfig",
             str(kubeconfig),

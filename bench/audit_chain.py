@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.store import AuditEntry, RedisStore, Store
+from bot.gateways.store import AuditEntry, RedisStore, Store
 from tests.support.redis_server import RedisServer
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.config import Catalog, ServiceSpec, load_catalog
-from bot.kube import Kube
-from bot.notify import Notifier
-from bot.prom import Prom
-from bot.slack import SlackGateway, make_client
-from bot.store import MemoryStore
+from bot.chat.notifier import Notifier
+from bot.config.catalog import Catalog, ServiceSpec, load_catalog
+from bot.gateways.kube import Kube
+from bot.gateways.prom import Prom
+from bot.gateways.slack import SlackGateway, make_client
+from bot.gateways.store import MemoryStore
 from handlers.base import Deps
 from handlers.digest import health_digest
 from sandbox.cluster import Cluster

@@ -25,13 +25,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from bot.alertmanager import Alertmanager
-from bot.blocks import Message
-from bot.config import load_catalog
-from bot.kube import Kube
-from bot.prom import Prom
-from bot.slack import SlackGateway, make_client
-from bot.store import AuditEntry, RedisStore
+from bot.chat.blocks import Message
+from bot.config.catalog import load_catalog
+from bot.gateways.alertmanager import Alertmanager
+from bot.gateways.kube import Kube
+from bot.gateways.prom import Prom
+from bot.gateways.slack import SlackGateway, make_client
+from bot.gateways.store import AuditEntry, RedisStore
 from tests.support.blackhole import BlackHole
 
 
@@ -82,11 +82,11 @@ def rows(directory: Path) -> list[tuple[str, Callable[[str], Callable[[], Awaita
 
     return [
         ("kubernetes client, stock (before)", lambda url: stock_client_call(url, directory)),
-        ("Kubernetes API (bot.kube)", kube),
-        ("Redis (bot.store)", redis),
-        ("Prometheus (bot.prom)", prom),
-        ("Alertmanager (bot.alertmanager)", alertmanager),
-        ("Slack Web API (bot.slack)", slack),
+        ("Kubernetes API (bot.gateways.kube)", kube),
+        ("Redis (bot.gateways.store)", redis),
+        ("Prometheus (bot.gateways.prom)", prom),
+        ("Alertmanager (bot.gateways.alertmanager)", alertmanager),
+        ("Slack Web API (bot.gateways.slack)", slack),
     ]
 
 

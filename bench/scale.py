@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ack_latency import SECRET, TOKEN, wait_http  # noqa: E402
-from bot.config import Catalog, load_catalog  # noqa: E402
+from bot.config.catalog import Catalog, load_catalog  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402

@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.config import Smoke, load_catalog  # noqa: E402
+from bot.config.catalog import Smoke, load_catalog  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402

@@ -6,7 +6,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.commands import (
+from bot.base.roles import Role
+from bot.domain.views import Reply
+from handlers.alerts import group_metrics, silence_group
+from handlers.approvals import approve, keep, reject, roll_back
+from handlers.audit import show_audit
+from handlers.base import Context, Deps
+from handlers.changes import cancel, list_changes
+from handlers.commands import (
     Audit,
     Cancel,
     Changes,
@@ -25,13 +32,6 @@ from bot.commands import (
     Status,
     Unlock,
 )
-from bot.roles import Role
-from bot.views import Reply
-from handlers.alerts import group_metrics, silence_group
-from handlers.approvals import approve, keep, reject, roll_back
-from handlers.audit import show_audit
-from handlers.base import Context, Deps
-from handlers.changes import cancel, list_changes
 from handlers.deploy import deploy, request_rollback_button, resume_changes, rollback
 from handlers.digest import digest, scheduler
 from handlers.health import show_health

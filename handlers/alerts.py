@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.alertmanager import AlertmanagerError, Webhook, WebhookAlert
-from bot.messages import MessageRef
-from bot.outbox import current_job
-from bot.redact import clip
-from bot.store import AuditEntry
-from bot.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
+from bot.base.messages import MessageRef
+from bot.base.redact import clip
+from bot.domain.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
+from bot.gateways.alertmanager import AlertmanagerError, Webhook, WebhookAlert
+from bot.gateways.outbox import current_job
+from bot.gateways.store import AuditEntry
 from handlers.base import Context, Deps, Refused
 
 log = logging.getLogger(__name__)
@@ -393,8 +393,8 @@ async def silence_group(value: str, ctx: Context) -> Reply:
 async def group_metrics(value: str, ctx: Context) -> Reply:
     """Metrics: the service's `/payflow metrics`, in the alert's thread; its status when the
     metrics command is not available."""
-    from bot.commands import SPECS, Status
     from handlers import HANDLERS
+    from handlers.commands import SPECS, Status
     from handlers.status import show_status
 
     if value not in ctx.catalog.services:

@@ -1,11 +1,11 @@
 """The buttons of a change: Approve / Reject on the approval request, Keep / Roll back on the
-question after an inconclusive bake. Thin: the gate (bot/gate/engine.py) decides; a losing click
+question after an inconclusive bake. Thin: the gate (bot/domain/gate/engine.py) decides; a losing click
 is told who won and audited as lost, so an auditor finds exactly one approval."""
 
 from __future__ import annotations
 
-from bot.gate.engine import Answer, Gate
-from bot.views import Notice, Reply
+from bot.domain.gate.engine import Answer, Gate
+from bot.domain.views import Notice, Reply
 from handlers.base import Context
 from handlers.deploy import refuse_if_frozen
 from handlers.locks import refuse_if_locked

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.commands import Audit
-from bot.views import AuditPage, Reply
+from bot.domain.views import AuditPage, Reply
 from handlers.base import Context
+from handlers.commands import Audit
 
 
 async def show_audit(cmd: Audit, ctx: Context) -> Reply:

@@ -8,14 +8,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bot import topology
-from bot.config import Catalog, Color
-from bot.kube import Kube, Snapshot
-from bot.messages import MessageRef
-from bot.notify import Notifier
-from bot.refused import Refused as Refused  # re-exported: handlers import it from here
-from bot.roles import Role
-from bot.store import AuditEntry, Store, StoreUnavailable
+from bot.base.messages import MessageRef
+from bot.base.refused import Refused as Refused  # re-exported: handlers import it from here
+from bot.base.roles import Role
+from bot.chat.notifier import Notifier
+from bot.config.catalog import Catalog, Color
+from bot.domain import topology
+from bot.gateways.kube import Kube, Snapshot
+from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ class Deps:
     store: Store
     notifier: Notifier
     spawn: Spawn  # start a long-running task (a rollout watch, a bake) that outlives the job
-    prom: Any = None  # bot.prom.Prom when PROMETHEUS_URL is set
-    alertmanager: Any = None  # bot.alertmanager.Alertmanager when ALERTMANAGER_URL is set
+    prom: Any = None  # bot.gateways.prom.Prom when PROMETHEUS_URL is set
+    alertmanager: Any = None  # bot.gateways.alertmanager.Alertmanager when ALERTMANAGER_URL is set
 
     async def audit(self, entry: AuditEntry) -> bool:
         """Append to the audit trail; False (and a loud log) if the store is unreachable."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot.commands import Cancel, Changes
-from bot.gate.engine import Gate
-from bot.gate.record import BEFORE_APPLY, BOT
-from bot.roles import Role
-from bot.views import ChangeList, Notice, Reply
+from bot.base.roles import Role
+from bot.domain.gate.engine import Gate
+from bot.domain.gate.record import BEFORE_APPLY, BOT
+from bot.domain.views import ChangeList, Notice, Reply
 from handlers.base import Context, Refused
+from handlers.commands import Cancel, Changes
 
 RECENT = 5
 

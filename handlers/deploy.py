@@ -1,6 +1,6 @@
 """`/payflow deploy`, `/payflow rollback` and an alert's Roll back button: the refusals that are
 policy (service lock, change freeze, a change already in flight), then the change gate
-(bot/gate/) plans, opens and drives the change. No approval is ever asked for a color that is
+(bot/domain/gate/) plans, opens and drives the change. No approval is ever asked for a color that is
 not fully rolled out and healthy."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from bot.commands import Deploy, Rollback
-from bot.gate import bluegreen
-from bot.gate.engine import Gate
-from bot.gate.messages import who
-from bot.gate.record import NEEDS_DECISION, Change
-from bot.roles import Role
-from bot.slack import SlackError
-from bot.store import AuditEntry
-from bot.views import Notice, Reply, Tone
+from bot.base.roles import Role
+from bot.domain.gate import bluegreen
+from bot.domain.gate.engine import Gate
+from bot.domain.gate.messages import who
+from bot.domain.gate.record import NEEDS_DECISION, Change
+from bot.domain.views import Notice, Reply, Tone
+from bot.gateways.slack import SlackError
+from bot.gateways.store import AuditEntry
 from handlers.base import Context, Deps, Refused
+from handlers.commands import Deploy, Rollback
 from handlers.locks import refuse_if_locked
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot.commands import Digest
-from bot.kube import KubeError, Snapshot
-from bot.metrics_config import DigestSchedule
-from bot.prom import Overview, Prom, Reading, ServiceFigures
-from bot.slack import SlackError
-from bot.store import StoreUnavailable
-from bot.views import (
+from bot.config.metrics import DigestSchedule
+from bot.domain.views import (
     VERDICTS,
     DigestReport,
     DigestSchedules,
@@ -37,7 +32,12 @@ from bot.views import (
     ScheduleInfo,
     worst,
 )
+from bot.gateways.kube import KubeError, Snapshot
+from bot.gateways.prom import Overview, Prom, Reading, ServiceFigures
+from bot.gateways.slack import SlackError
+from bot.gateways.store import StoreUnavailable
 from handlers.base import Context, Deps
+from handlers.commands import Digest
 from handlers.health import dependency_items
 from handlers.metrics import (
     availability_figure,

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.commands import Health
-from bot.config import Catalog
-from bot.healthcheck import ProbeResult, probe_dependency, probe_many
-from bot.kube import Snapshot
-from bot.prom import Prom, Reading
-from bot.views import VERDICTS, HealthItem, HealthReport, Reply, worst
+from bot.config.catalog import Catalog
+from bot.domain.views import VERDICTS, HealthItem, HealthReport, Reply, worst
+from bot.gateways.healthcheck import ProbeResult, probe_dependency, probe_many
+from bot.gateways.kube import Snapshot
+from bot.gateways.prom import Prom, Reading
 from handlers.base import Context
+from handlers.commands import Health
 from handlers.status import service_status
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.commands import SPECS, Help
-from bot.views import HelpEntry, HelpPage, Reply
+from bot.domain.views import HelpEntry, HelpPage, Reply
 from handlers.base import Context
+from handlers.commands import SPECS, Help
 
 
 async def show_help(cmd: Help, ctx: Context) -> Reply:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 
-from bot.blocks import slack_date
-from bot.commands import Lock, Unlock
-from bot.roles import Role
-from bot.store import Store
-from bot.views import Notice, Reply, Tone
+from bot.base.roles import Role
+from bot.chat.blocks import slack_date
+from bot.domain.views import Notice, Reply, Tone
+from bot.gateways.store import Store
 from handlers.base import Context, Refused, lock_key
+from handlers.commands import Lock, Unlock
 
 
 def describe(service: str, lock: dict) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import re
 
-from bot.commands import Logs
-from bot.kube import KubeError, Unreachable
-from bot.redact import redact_lines
-from bot.slack import SlackError
-from bot.views import LogExcerpt, Notice, Reply
+from bot.base.redact import redact_lines
+from bot.domain.views import LogExcerpt, Notice, Reply
+from bot.gateways.kube import KubeError, Unreachable
+from bot.gateways.slack import SlackError
 from handlers.base import Context, Refused, live_color
+from handlers.commands import Logs
 
 MAX_PODS = 10  # a service at 200 replicas must not cost 200 log reads
 ERROR_SCAN_LINES = 2000  # per pod: how far back `--errors` looks for ERROR lines

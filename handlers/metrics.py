@@ -11,19 +11,19 @@ import logging
 import math
 from datetime import timedelta
 
-from bot import durations
-from bot.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
-from bot.commands import Metrics, Query
-from bot.config import SLOs
-from bot.gate.engine import Gate
-from bot.gate.record import parse_iso
-from bot.kube import KubeError
-from bot.prom import Prom, PromError, PromQueryError, Reading, Scalar, Series, ServiceFigures, now
-from bot.slack import SlackError
-from bot.store import StoreUnavailable
-from bot.topology import live_color
-from bot.views import Figure, MetricsReport, Notice, QueryTable, Reply, Tone
+from bot.base import durations
+from bot.chat.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
+from bot.config.catalog import SLOs
+from bot.domain.gate.engine import Gate
+from bot.domain.gate.record import parse_iso
+from bot.domain.topology import live_color
+from bot.domain.views import Figure, MetricsReport, Notice, QueryTable, Reply, Tone
+from bot.gateways.kube import KubeError
+from bot.gateways.prom import Prom, PromError, PromQueryError, Reading, Scalar, Series, ServiceFigures, now
+from bot.gateways.slack import SlackError
+from bot.gateways.store import StoreUnavailable
 from handlers.base import Context
+from handlers.commands import Metrics, Query
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from bot.commands import Restart
-from bot.views import Button, Confirm, Notice, Reply, Tone
+from bot.domain.views import Button, Confirm, Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused, live_color
+from handlers.commands import Restart
 from handlers.locks import refuse_if_locked
 
 POLL_SECONDS = 1.0

@@ -3,10 +3,10 @@ the resourceVersion we read, so a concurrent change makes us stop instead of ove
 
 from __future__ import annotations
 
-from bot.commands import Scale
-from bot.kube import Conflict
-from bot.views import Notice, Reply, Scaled
+from bot.domain.views import Notice, Reply, Scaled
+from bot.gateways.kube import Conflict
 from handlers.base import Context, Refused, live_color
+from handlers.commands import Scale
 from handlers.locks import refuse_if_locked
 
 

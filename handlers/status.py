@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bot.commands import Status
-from bot.config import COLORS, Catalog, Color
-from bot.kube import DeploymentState, PodState, Snapshot
-from bot.topology import live_color, traffic_label
-from bot.views import ColorStatus, Reply, ServiceStatus, StatusReport
+from bot.config.catalog import COLORS, Catalog, Color
+from bot.domain.topology import live_color, traffic_label
+from bot.domain.views import ColorStatus, Reply, ServiceStatus, StatusReport
+from bot.gateways.kube import DeploymentState, PodState, Snapshot
 from handlers.base import Context
+from handlers.commands import Status
 
 BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"}
 

@@ -1,6 +1,6 @@
 """The simulated cluster's state and controllers; the rooms are in ``sandbox.apiserver``.
 
-Kept as the short import path that bot/cli.py, the console, the benches and tests use.
+Kept as the short import path that bot/shell/cli.py, the console, the benches and tests use.
 """
 
 from sandbox.apiserver.cluster import Cluster

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import Catalog, Channels, Members, Roles, Smoke
+from bot.config.catalog import Catalog, Channels, Members, Roles, Smoke
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def demo_catalog(base: Catalog) -> Catalog:
 USERGROUPS = {APPROVERS_GROUP: ["U0BOB"]}
 
 
-DEFAULT_CATALOG = Path(__file__).resolve().parents[1] / "bot" / "catalog.default.yaml"
+DEFAULT_CATALOG = Path(__file__).resolve().parents[1] / "bot" / "config" / "catalog.default.yaml"
 
 
 def demo_catalog_file(

@@ -56,7 +56,17 @@ def serve_process(port: int, settings: dict[str, str], *args: str, **popen: Any)
     contract): whatever the calling shell has set for the bot is dropped, so nothing leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_"))}
     env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
-    command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "bot.shell.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
     return subprocess.Popen(command, cwd=ROOT, env=env, **popen)
 
 
@@ -65,7 +75,7 @@ def sandbox_process(port: int, kubeconfig: Path, *args: str, **popen: Any) -> su
     command = [
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.shell.cli",
         "sandbox",
         "--port",
         str(port),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.config import COLORS, Catalog, Color, ServiceSpec, Traffic
+from bot.config.catalog import COLORS, Catalog, Color, ServiceSpec, Traffic
 
 SEED_VERSION = "v1.0.0"
 LIVE: Color = "blue"

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import COLORS, Catalog, Color
+from bot.config.catalog import COLORS, Catalog, Color
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
 CPU_LIMIT_CORES = 0.5

@@ -12,9 +12,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from bot.config import Catalog, load_catalog
-from bot.runtime import build_runtime
-from bot.settings import Settings
+from bot.config.catalog import Catalog, load_catalog
+from bot.config.settings import Settings
+from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.cluster import Cluster
 from sandbox.k8s_api import SandboxServer

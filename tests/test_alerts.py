@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.config import CatalogError, load_catalog, parse_catalog
-from bot.runtime import build_runtime
+from bot.config.catalog import CatalogError, load_catalog, parse_catalog
+from bot.shell.runtime import build_runtime
 from handlers.alerts import PREFIX, group_id, record_key
 from sandbox.local import serve_process
 from sandbox.slack_requests import SlackRequests
@@ -397,7 +397,7 @@ def test_two_replicas_receiving_a_new_group_at_once_post_one_message(
 
 def test_roll_back_is_offered_only_after_a_recent_traffic_switch(bot, slack, redis_server):
     now = datetime.now(UTC)
-    store = bot.runtime.store
+    store = bot.shell.runtime.store
     bot.call(
         store.put(
             "change:chg-00000001",

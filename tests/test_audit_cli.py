@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.runtime import build_runtime
-from bot.settings import Settings
-from bot.store import AuditEntry, RedisStore, chain_hash
+from bot.config.settings import Settings
+from bot.gateways.store import AuditEntry, RedisStore, chain_hash
+from bot.shell.runtime import build_runtime
 from sandbox.local import ROOT, wait_until
 from sandbox.slack_api import SlackApiStub
 from sandbox.slack_requests import SlackRequests
@@ -35,7 +35,7 @@ def cli(*args: str, redis_url: str | None) -> subprocess.CompletedProcess[str]:
         env["REDIS_URL"] = redis_url
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "audit", *args],
+        [sys.executable, "-m", "bot.shell.cli", "audit", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

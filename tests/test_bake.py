@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.runtime import build_runtime
+from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.prometheus import PrometheusServer
 from tests.support.bot_server import BotServer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import SPECS, Audit, Help, Scale, Status, Usage, parse
-from bot.config import load_catalog
+from bot.config.catalog import load_catalog
+from handlers.commands import SPECS, Audit, Help, Scale, Status, Usage, parse
 
 CATALOG = load_catalog()
 

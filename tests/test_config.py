@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import CatalogError, load_catalog
+from bot.config.catalog import CatalogError, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAYFLOW_", "REDIS_"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "bot.shell.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

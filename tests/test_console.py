@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot.console import Console, _repl, open_console
-from bot.store import open_store
+from bot.chat.console import Console, _repl, open_console
+from bot.gateways.store import open_store
 from tests.conftest import Cluster8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_make_run_entry_point_works_with_piped_input():
         if not k.startswith(("SLACK_", "REDIS_", "KUBECONFIG", "PAYFLOW_"))
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "console", "--sandbox"],
+        [sys.executable, "-m", "bot.shell.cli", "console", "--sandbox"],
         input="/payflow status api-gateway\n/payflow scale api-gateway 4\n/quit\n",
         capture_output=True,
         text=True,
@@ -146,7 +146,7 @@ OPERATOR, APPROVER = "U0OPSREAL", "U0APPREAL"
 
 def _real_console(lines: list[str], *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "console", *args],
+        [sys.executable, "-m", "bot.shell.cli", "console", *args],
         input="".join(f"{line}\n" for line in lines),
         capture_output=True,
         text=True,
@@ -160,7 +160,7 @@ def _real_console(lines: list[str], *args: str, env: dict[str, str]) -> subproce
 def real_env(tmp_path: Path, kubeconfig: Path, redis_url: str) -> dict[str, str]:
     """A catalog with real roles (no demo people), a cluster reached through KUBECONFIG and a
     real redis-server: what `console` without --sandbox runs against."""
-    text = (ROOT / "bot" / "catalog.default.yaml").read_text()
+    text = (ROOT / "bot" / "config" / "catalog.default.yaml").read_text()
     text = text.replace("operator: {users: [], groups: []}", f'operator: {{users: ["{OPERATOR}"]}}')
     text = text.replace("approver: {users: [], groups: []}", f'approver: {{users: ["{APPROVER}"]}}')
     catalog = tmp_path / "payflow.yaml"
@@ -403,7 +403,7 @@ def test_on_a_terminal_mrkdwn_becomes_ansi_styles(tmp_path):
 
 
 def test_mrkdwn_rendering():
-    from bot.console import Mrkdwn, Style
+    from bot.chat.console import Mrkdwn, Style
 
     names = {"U0BOB": "bob"}.get
     md = Mrkdwn(Style(False), lambda u: names(u) or u, lambda c: {"C0OPS": "payflow-ops"}.get(c, c))

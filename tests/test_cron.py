@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import durations
-from bot.config import CatalogError, parse_catalog
-from bot.cron import Cron, CronError
+from bot.base import durations
+from bot.base.cron import Cron, CronError
+from bot.config.catalog import CatalogError, parse_catalog
 
-DEFAULT = Path(__file__).resolve().parent.parent / "bot" / "catalog.default.yaml"
+DEFAULT = Path(__file__).resolve().parent.parent / "bot" / "config" / "catalog.default.yaml"
 
 
 def _utc(*args: int) -> datetime:

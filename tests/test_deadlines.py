@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.alertmanager import Alertmanager, AlertmanagerError
-from bot.blocks import Message
-from bot.config import Catalog
-from bot.healthcheck import probe_dependency
-from bot.kube import Kube, Unreachable
-from bot.metrics_config import Probe
-from bot.prom import Prom, PromUnavailable
-from bot.runtime import build_runtime
-from bot.settings import Settings
-from bot.slack import DeliveryFailed, DeliveryPolicy, SlackGateway, make_client
-from bot.store import AuditEntry, RedisStore, StoreUnavailable
+from bot.chat.blocks import Message
+from bot.config.catalog import Catalog
+from bot.config.metrics import Probe
+from bot.config.settings import Settings
+from bot.gateways.alertmanager import Alertmanager, AlertmanagerError
+from bot.gateways.healthcheck import probe_dependency
+from bot.gateways.kube import Kube, Unreachable
+from bot.gateways.prom import Prom, PromUnavailable
+from bot.gateways.slack import DeliveryFailed, DeliveryPolicy, SlackGateway, make_client
+from bot.gateways.store import AuditEntry, RedisStore, StoreUnavailable
+from bot.shell.runtime import build_runtime
 from sandbox.local import wait_until
 from sandbox.slack_api import SlackApiStub
 from sandbox.slack_requests import SlackRequests
@@ -191,7 +191,7 @@ def test_hung_kubernetes_api_status_names_it_and_help_still_answers(
         assert hole.connections == 4
         paths = sorted(r.split(b" ")[1].split(b"?")[0].rsplit(b"/", 1)[-1] for r in hole.requests)
         assert paths == [b"deployments", b"ingresses", b"pods", b"services"]
-        entries = bot.call(bot.runtime.store.audit(limit=5))
+        entries = bot.call(bot.shell.runtime.store.audit(limit=5))
         assert [(e.action, e.outcome) for e in entries if e.action == "status"] == [("status", "failed")]
     finally:
         bot.stop()

@@ -16,8 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bot.kube import Kube
-from bot.runtime import build_runtime
+from bot.gateways.kube import Kube
+from bot.shell.runtime import build_runtime
 from sandbox import demo
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat

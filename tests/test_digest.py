@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.config import Catalog
-from bot.metrics_config import DigestSchedule
-from bot.runtime import build_runtime
-from bot.settings import Settings
-from bot.store import open_store
+from bot.config.catalog import Catalog
+from bot.config.metrics import DigestSchedule
+from bot.config.settings import Settings
+from bot.gateways.store import open_store
+from bot.shell.runtime import build_runtime
 from handlers.digest import Scheduler, last_key, slot_key
 from sandbox.prometheus import PrometheusServer
 from sandbox.slack_api import SlackApiStub

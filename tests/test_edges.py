@@ -195,8 +195,8 @@ def gate_state(redis_server) -> tuple[dict[str, str], list[tuple[str, str, str]]
 def test_http_mode_cannot_be_built_without_a_signing_secret(settings, catalog, k8s_view):
     from dataclasses import replace
 
-    from bot.runtime import build_runtime
-    from bot.server import build_web
+    from bot.shell.runtime import build_runtime
+    from bot.shell.server import build_web
 
     runtime = build_runtime(replace(settings, slack_signing_secret=None), catalog)
     with pytest.raises(ValueError, match="SLACK_SIGNING_SECRET"):
@@ -251,7 +251,7 @@ def test_unsigned_and_forged_requests_are_refused_in_one_line_each(
     )
     assert len(logged) == len(cases)
     for record, (request, _, reason) in zip(logged, cases, strict=True):
-        assert record["level"] == "WARNING" and record["logger"] == "bot.server"
+        assert record["level"] == "WARNING" and record["logger"] == "bot.shell.server"
         assert reason in record["message"] and "from 127.0.0.1" in record["message"]
         assert record["message"].endswith(f"({len(request.body.encode())} bytes)")
     everything = "\n".join(served.lines(start))
@@ -440,10 +440,10 @@ def test_socket_mode_payloads_are_checked_before_any_listener(bot):
 
     for payload in (click_payload(actions=0), click_payload(user=[]), {"command": "/payflow"}, {}):
         request = AsyncBoltRequest(body=payload, mode="socket_mode")
-        response = bot.call(bot.runtime.bolt.async_dispatch(request))
+        response = bot.call(bot.shell.runtime.bolt.async_dispatch(request))
         assert (response.status, response.body) == (200, ""), payload  # acked: Slack must not resend
     good = AsyncBoltRequest(body={**COMMAND, "text": "help", "user_id": "U0EVE"}, mode="socket_mode")
-    assert bot.call(bot.runtime.bolt.async_dispatch(good)).status == 200
+    assert bot.call(bot.shell.runtime.bolt.async_dispatch(good)).status == 200
 
 
 def test_alertmanager_deeply_nested_json_is_400(http_served, slack, redis_server):

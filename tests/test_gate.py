@@ -14,11 +14,11 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from bot.gate.engine import Gate, planned_checks
-from bot.gate.record import PREPARING, Change, Lease
-from bot.gate.records import LeaseLost, Records, holding
-from bot.runtime import build_runtime
-from bot.store import RedisStore
+from bot.domain.gate.engine import Gate, planned_checks
+from bot.domain.gate.record import PREPARING, Change, Lease
+from bot.domain.gate.records import LeaseLost, Records, holding
+from bot.gateways.store import RedisStore
+from bot.shell.runtime import build_runtime
 from sandbox.apiserver.kinds import ApiError
 from sandbox.apiserver.wire import Response
 from tests.support.bot_server import BotServer

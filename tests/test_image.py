@@ -105,10 +105,14 @@ def test_the_wheel_holds_the_runtime_and_the_catalog_and_runs_without_the_sandbo
     )
     [wheel] = out.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "bot/catalog.default.yaml" in names and "bot/cli.py" in names and "handlers/deploy.py" in names
+    assert (
+        "bot/config/catalog.default.yaml" in names
+        and "bot/shell/cli.py" in names
+        and "handlers/deploy.py" in names
+    )
     assert not [n for n in names if n.startswith(("sandbox/", "tests/"))]
     [entry_points] = [n for n in names if n.endswith("entry_points.txt")]
-    assert "payflow-bot = bot.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "payflow-bot = bot.shell.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     # installed alone (dependencies from this environment), outside the source tree
     target = tmp_path / "site"
@@ -136,7 +140,8 @@ def test_the_wheel_holds_the_runtime_and_the_catalog_and_runs_without_the_sandbo
         [
             sys.executable,
             "-c",
-            alone + "import bot.server, bot.worker, bot.socket_mode, handlers, sys; from bot.cli import main;"
+            alone + "import bot.shell.server, bot.shell.worker, bot.chat.socket_mode, handlers, sys;"
+            " from bot.shell.cli import main;"
             " assert 'sandbox' not in sys.modules; sys.exit(main(['check-config']))",
         ],
         cwd=tmp_path,
@@ -147,7 +152,7 @@ def test_the_wheel_holds_the_runtime_and_the_catalog_and_runs_without_the_sandbo
     assert check.returncode == 0, check.stderr
     assert "built-in catalog: ok" in check.stdout
     console = subprocess.run(
-        [sys.executable, "-c", alone + "from bot.cli import main; sys.exit(main(['console']))"],
+        [sys.executable, "-c", alone + "from bot.shell.cli import main; sys.exit(main(['console']))"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

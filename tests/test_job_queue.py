@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 import redis
 
-from bot.jobs import QueuedJobs, StreamQueue, decode
-from bot.runtime import build_runtime
+from bot.gateways.jobs import QueuedJobs, StreamQueue, decode
+from bot.shell.runtime import build_runtime
 from handlers.alerts import AlertNotification
 from sandbox import demo
 from sandbox.local import wait_until

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.kube import Conflict, Kube, KubeError, NotFound, Unreachable
+from bot.gateways.kube import Conflict, Kube, KubeError, NotFound, Unreachable
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from bot.redact import redact
+from bot.base.redact import redact
 from sandbox import demo
 
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6InBmLTEifQ.eyJzdWIiOiJ1c2VyLTQyIiwic2NvcGUiOiJwYXkifQ.aGVsbG8tc2lnbmF0dXJl"

@@ -18,11 +18,11 @@ import httpx
 import pytest
 import yaml
 
-from bot.charts import COLOR_OF
-from bot.config import Catalog
-from bot.gate.record import Change
-from bot.runtime import build_runtime
-from bot.settings import Settings
+from bot.chat.charts import COLOR_OF
+from bot.config.catalog import Catalog
+from bot.config.settings import Settings
+from bot.domain.gate.record import Change
+from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.local import ROOT, SETTINGS_PREFIXES, free_port, wait_until
 from sandbox.prometheus import PrometheusServer
@@ -219,7 +219,7 @@ def _switched_change(chat, minutes_ago: float) -> None:
         state="done",
         switched_at=at,
     )
-    store = chat.bot.runtime.store
+    store = chat.bot.shell.runtime.store
     assert chat.bot.call(store.create(change.key, change.to_record()))
 
 
@@ -333,7 +333,7 @@ def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, 
         wrap = ["unshare", "-m", "sh", "-c", READ_ONLY_TMP, "sh"]
         env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_", "MPL"))}
         env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
-        command = [*wrap, sys.executable, "-m", "bot.cli", "serve", "--no-worker", "--port", str(port)]
+        command = [*wrap, sys.executable, "-m", "bot.shell.cli", "serve", "--no-worker", "--port", str(port)]
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         started.append(proc)
         url = f"http://127.0.0.1:{port}"

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from bot.config import load_catalog
-from bot.prom import Prom, PromQueryError, Reading, Scalar
+from bot.config.catalog import load_catalog
+from bot.gateways.prom import Prom, PromQueryError, Reading, Scalar
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import BAD, GOOD, rps_of
 from tests.support.prom import history_prometheus  # noqa: F401  (fixture)

@@ -12,9 +12,9 @@ import zlib
 
 import pytest
 
-from bot.blocks import Message
-from bot.redact import luhn_valid, redact, redact_file, redact_lines, redact_payload
-from bot.slack import SlackGateway, make_client, outgoing
+from bot.base.redact import luhn_valid, redact, redact_file, redact_lines, redact_payload
+from bot.chat.blocks import Message
+from bot.gateways.slack import SlackGateway, make_client, outgoing
 from sandbox import demo
 from sandbox.slack_api import SlackApiStub
 from tests.support.redact_corpus import HARMLESS, JWT, PEM_BODY, SENSITIVE
@@ -311,7 +311,7 @@ def test_damaged_text_files_never_raise_and_stay_whole_unless_something_is_redac
 def test_a_cut_at_any_length_never_keeps_part_of_a_card(card):
     """Every length bound cuts through `clip`: wherever the cut falls, what is left holds no run
     of the card's digits the redactor would have to guess at (here: no more than 4 of them)."""
-    from bot.redact import clip
+    from bot.base.redact import clip
 
     digits = card.replace(" ", "").replace("-", "")
     for text in (f"declined {card} at the till", f"PAN{card}x", f"pod={card}"):

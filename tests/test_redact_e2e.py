@@ -138,7 +138,7 @@ def test_an_alert_whose_card_is_cut_by_a_length_limit_leaves_no_digits_of_it(
     and blocks before Slack's limits: a cut never keeps part of a card for the redaction point to miss."""
     from dataclasses import replace
 
-    from bot.runtime import build_runtime
+    from bot.shell.runtime import build_runtime
     from tests.support.bot_server import BotServer
     from tests.test_alerts import TOKEN, alert, group_records, payload, send
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bot.config import Catalog
-from bot.settings import Settings
+from bot.config.catalog import Catalog
+from bot.config.settings import Settings
 from sandbox.k8s_api import SandboxServer
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import GOOD, rps_of

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.config import Catalog, load_catalog
+from bot.config.catalog import Catalog, load_catalog
 from sandbox.cluster import Cluster
 from sandbox.local import ROOT, wait_until
 from sandbox.seed import seed, wait_until_ready, with_services
@@ -50,7 +50,7 @@ def _sandbox_cli(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     command = [
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.shell.cli",
         "sandbox",
         "--kubeconfig",
         str(tmp_path / "kubeconfig"),

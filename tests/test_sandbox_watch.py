@@ -251,7 +251,7 @@ def test_human_durations_match_go():
 
 
 def test_the_recorder_lists_requests_in_rbac_terms(cluster, tmp_path: Path):
-    from bot.kube import Kube
+    from bot.gateways.kube import Kube
 
     records: list[RequestRecord] = []
     with SandboxServer(cluster, record=records) as sandbox:

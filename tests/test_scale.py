@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.blocks import MAX_BLOCKS, TEXT_LIMIT, Message, render
-from bot.config import Catalog, Smoke
-from bot.healthcheck import probe_many
-from bot.kube import Kube
-from bot.views import (
+from bot.chat.blocks import MAX_BLOCKS, TEXT_LIMIT, Message, render
+from bot.config.catalog import Catalog, Smoke
+from bot.domain.views import (
     ColorStatus,
     DigestReport,
     DigestService,
@@ -28,6 +26,8 @@ from bot.views import (
     ServiceStatus,
     StatusReport,
 )
+from bot.gateways.healthcheck import probe_many
+from bot.gateways.kube import Kube
 from tests.support.blackhole import BlackHole
 
 N = 1000

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bot.config import Catalog, load_catalog
+from bot.config.catalog import Catalog, load_catalog
 from sandbox import demo
 from sandbox.seed import with_services
 

@@ -199,7 +199,7 @@ def test_rejected_app_token_exits_at_once_with_a_clear_message(
 def test_slack_that_never_answers_ends_start_up_within_its_deadline(slack, kubeconfig, tmp_path, redis_url):
     """apps.connections.open on a black hole: one connection, one deadline, exit 3 — not a pod
     waiting forever for a socket."""
-    from bot.socket_mode import OPEN_TIMEOUT
+    from bot.chat.socket_mode import OPEN_TIMEOUT
     from tests.support.blackhole import BlackHole
 
     with BlackHole() as hole:

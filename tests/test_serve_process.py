@@ -15,9 +15,9 @@ import httpx
 import pytest
 import redis
 
-from bot.commands import Help
-from bot.dispatch import CommandJob, Invocation
-from bot.jobs import encode
+from bot.chat.dispatch import CommandJob, Invocation
+from bot.gateways.jobs import encode
+from handlers.commands import Help
 from sandbox import demo
 from sandbox.local import child_pids, free_port, serve_process, wait_until
 from sandbox.slack_requests import SlackRequests

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.commands import SPECS
+from handlers.commands import SPECS
 from tests.support.prom import history_prometheus  # noqa: F401
 from tests.test_metrics_commands import catalog, settings  # noqa: F401  (Prometheus-backed bot)
 

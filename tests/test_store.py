@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.store import (
+from bot.gateways.store import (
     GENESIS,
     KEEP_TTL,
     MAX_AUDIT_LIMIT,

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bot.runtime import Runtime
-from bot.server import uvicorn_server
+from bot.shell.runtime import Runtime
+from bot.shell.server import uvicorn_server
 from sandbox.slack_requests import SignedRequest
 
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from bot.config import Catalog
-from bot.settings import Settings
+from bot.config.catalog import Catalog
+from bot.config.settings import Settings
 from sandbox.prometheus import INSTALL_HINT, PrometheusServer, available
 from sandbox.traffic import BAD, GOOD, Stretch, history
 

@@ -1,0 +1,1 @@
+"""Leaf helpers every layer may use: redaction, durations, cron, roles, logs, telemetry."""

@@ -1,0 +1,1 @@
+"""Configuration: the catalog (what PayFlow runs), metrics templates, process settings."""

@@ -1,0 +1,1 @@
+"""What the bot knows and decides: views, policy, topology, smoke tests, the approval gate."""

@@ -1,0 +1,171 @@
+"""Direct probes for `/payflow health`: a color's `/health` (httpx, or through the API server's
+service proxy when the catalog says the bot cannot reach Services directly), and the optional
+TCP / HTTP probes of dependencies. Every probe has ONE deadline (httpx's own timeout is per
+phase — connect, write, read — so a trickling server could take several) and reports what it
+saw; httpx never retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import httpx
+
+from bot.config.catalog import Catalog, Color
+from bot.config.metrics import Probe
+from bot.gateways.kube import Kube, NotStarted, Unreachable
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    summary: str  # e.g. "200 v1.0.0 (12 ms)", "503: no ready endpoints", "refused (ConnectError)"
+    ran: bool = True  # False: the probe never ran ("not checked"), so it says nothing of the service
+
+
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What a color's `/health` said: status None means no answer at all (`reason` says why)."""
+
+    status: int | None
+    reason: str
+    version: str | None
+    elapsed_ms: float
+
+
+def _read(status: int, body: str, elapsed_ms: float) -> HealthAnswer:
+    version, reason = None, body.strip()[:120]
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            version = data.get("version")
+            reason = str(data.get("reason") or data.get("status") or reason)[:120]
+    except ValueError:
+        pass
+    return HealthAnswer(status, reason, version, elapsed_ms)
+
+
+async def get_health(
+    catalog: Catalog, kube: Kube, service: str, color: Color, *, start_by: float | None = None
+) -> HealthAnswer:
+    """GET the color's health endpoint the way the catalog says it is reachable (directly, or
+    through the API server's service proxy), within the smoke-test timeout. The one probe that
+    `/payflow health` and the deploy smoke test share.
+
+    The deadline and the elapsed time start when the request does: through the API server the
+    call may first wait for one of the Kubernetes gateway's threads, and that wait is not the
+    service's fault. `start_by` (the loop's time) bounds that wait: NotStarted when the request
+    could not start by then."""
+    smoke = catalog.env.smoke
+    spec = catalog.service(service)
+    loop = asyncio.get_running_loop()
+    started = [loop.time()]
+    try:
+        if smoke.via == "apiserver":
+            name = catalog.k8s_service_name(service, color)
+
+            def begun(at: float) -> None:
+                started[0] = at
+
+            status, body = await kube.proxy_get(
+                name,
+                spec.port,
+                spec.health_path,
+                timeout=smoke.timeout_seconds,
+                on_start=begun,
+                start_by=start_by,
+            )
+        else:
+            async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
+                resp = await asyncio.wait_for(
+                    client.get(catalog.health_url(service, color)), smoke.timeout_seconds
+                )
+                status, body = resp.status_code, resp.text
+    except (TimeoutError, httpx.TimeoutException):
+        reason = f"no answer within {smoke.timeout_seconds:g} s"
+        return HealthAnswer(None, reason, None, (loop.time() - started[0]) * 1000)
+    except Unreachable as exc:
+        return HealthAnswer(None, str(exc), None, (loop.time() - started[0]) * 1000)
+    except httpx.HTTPError as exc:
+        return HealthAnswer(None, type(exc).__name__, None, (loop.time() - started[0]) * 1000)
+    return _read(status, body, (loop.time() - started[0]) * 1000)
+
+
+def _judged(answer: HealthAnswer) -> ProbeResult:
+    took = f"({answer.elapsed_ms:.0f} ms)"
+    if answer.status is None:
+        return ProbeResult(False, f"/health no answer: {answer.reason} after {answer.elapsed_ms:.0f} ms")
+    if answer.status != 200:
+        return ProbeResult(False, f"/health {answer.status}: {answer.reason} {took}")
+    return ProbeResult(True, f"/health 200 {answer.version or 'ok'} {took}")
+
+
+async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color) -> ProbeResult:
+    return _judged(await get_health(catalog, kube, service, color))
+
+
+PROBE_CONCURRENCY = 8  # the Kubernetes gateway's threads: more would only queue there
+HEALTH_DEADLINE = 10.0  # seconds for all the probes of one `/payflow health`
+
+
+def not_checked(why: str) -> ProbeResult:
+    return ProbeResult(False, f"/health not checked: {why}", ran=False)
+
+
+async def probe_many(
+    catalog: Catalog,
+    kube: Kube,
+    targets: list[tuple[str, Color]],
+    *,
+    concurrency: int = PROBE_CONCURRENCY,
+    deadline: float = HEALTH_DEADLINE,
+) -> list[ProbeResult]:
+    """Probe every (service, live color), at most `concurrency` at a time, all within ONE overall
+    `deadline`. Each probe has its own deadline from the moment it starts, never counting its
+    wait for a turn; a probe whose turn would come too late to finish in time does not start and
+    is reported "not checked" — never "no answer", which would blame a service never asked. A
+    probe that starts is given its whole deadline, so all are done by `deadline` (+1 s slack)."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + deadline
+    per_probe = catalog.env.smoke.timeout_seconds
+    gate = asyncio.Semaphore(concurrency)
+    why = f"the {deadline:g} s for all {len(targets)} probes ran out before its turn"
+
+    async def one(service: str, color: Color) -> ProbeResult:
+        async with gate:
+            if loop.time() + per_probe > ends:
+                return not_checked(why)
+            try:
+                answer = await get_health(catalog, kube, service, color, start_by=ends - per_probe)
+            except NotStarted:  # it never got a thread of the Kubernetes gateway in time
+                return not_checked(why)
+            return _judged(answer)
+
+    return list(await asyncio.gather(*(one(s, c) for s, c in targets)))
+
+
+async def probe_dependency(probe: Probe) -> ProbeResult:
+    """A TCP connect or an HTTP GET that must answer 2xx."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        if probe.tcp is not None:
+            host, _, port = probe.tcp.rpartition(":")
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), probe.timeout_seconds
+            )
+            writer.close()
+            took = (loop.time() - started) * 1000
+            return ProbeResult(True, f"tcp {probe.tcp} open ({took:.0f} ms)")
+        assert probe.http is not None
+        async with httpx.AsyncClient(timeout=probe.timeout_seconds) as client:
+            resp = await asyncio.wait_for(client.get(probe.http), probe.timeout_seconds)
+        took = (loop.time() - started) * 1000
+        return ProbeResult(resp.is_success, f"http {resp.status_code} ({took:.0f} ms)")
+    except (TimeoutError, httpx.TimeoutException):
+        what = f"tcp {probe.tcp}" if probe.tcp else "http"
+        return ProbeResult(False, f"{what}: no answer within {probe.timeout_seconds:g} s")
+    except (OSError, httpx.HTTPError) as exc:
+        what = f"tcp {probe.tcp}" if probe.tcp else "http"
+        return ProbeResult(False, f"{what} failed: {type(exc).__name__}")

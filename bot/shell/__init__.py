@@ -1,0 +1,1 @@
+"""The process shell: the CLI, runtime wiring, worker, HTTP server and webhooks."""
