@@ -397,7 +397,7 @@ def test_two_replicas_receiving_a_new_group_at_once_post_one_message(
 
 def test_roll_back_is_offered_only_after_a_recent_traffic_switch(bot, slack, redis_server):
     now = datetime.now(UTC)
-    store = bot.shell.runtime.store
+    store = bot.runtime.store
     bot.call(
         store.put(
             "change:chg-00000001",

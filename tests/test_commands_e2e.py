@@ -181,7 +181,7 @@ def test_forged_or_stale_request_is_rejected_before_anything_happens(
 
 
 def test_locked_service_refuses_scale(chat, k8s_view):
-    store = chat.bot.shell.runtime.store
+    store = chat.bot.runtime.store
     chat.bot.call(
         store.put("lock:api-gateway", {"by": "U0CAROL", "reason": "incident 42", "since": "09:00 UTC"})
     )

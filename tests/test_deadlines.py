@@ -191,7 +191,7 @@ def test_hung_kubernetes_api_status_names_it_and_help_still_answers(
         assert hole.connections == 4
         paths = sorted(r.split(b" ")[1].split(b"?")[0].rsplit(b"/", 1)[-1] for r in hole.requests)
         assert paths == [b"deployments", b"ingresses", b"pods", b"services"]
-        entries = bot.call(bot.shell.runtime.store.audit(limit=5))
+        entries = bot.call(bot.runtime.store.audit(limit=5))
         assert [(e.action, e.outcome) for e in entries if e.action == "status"] == [("status", "failed")]
     finally:
         bot.stop()

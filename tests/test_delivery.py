@@ -109,7 +109,7 @@ def chat_requests(slack):
 
 
 def test_updates_of_one_message_never_overtake_each_other(bot, slack):
-    gateway = bot.shell.runtime.slack
+    gateway = bot.runtime.slack
     ref = bot.call(gateway.post(OPS, Message("v0")))
     slack.fail_next("chat.update", status=429, retry_after=1)  # the first update is held back 1 s
 
@@ -130,7 +130,7 @@ def test_a_job_run_again_does_not_post_again(bot, slack, k8s_view):
     job = CommandJob(
         Invocation("U0ALICE", OPS, demo.OPS_CHANNEL_NAME, "status", slack.response_url("x")), Status()
     )
-    jobs = bot.shell.runtime.jobs
+    jobs = bot.runtime.jobs
     assert bot.call(jobs.run(job, "1700000000000-0")) == "done"
     assert bot.call(jobs.run(job, "1700000000000-0")) == "done"
     assert len(ok_calls(slack, "chat.postMessage")) == 1
@@ -144,7 +144,7 @@ def test_a_refusal_is_final_at_once(bot, slack, status):
     """Not Slack's fault: retrying would only repeat it."""
     slack.fail_next("chat.postMessage", status=status)
     with pytest.raises(Exception, match=r"Slack chat\.postMessage failed"):
-        bot.call(bot.shell.runtime.slack.post(OPS, Message("x")))
+        bot.call(bot.runtime.slack.post(OPS, Message("x")))
     assert len(answer_calls(slack)) == 1
 
 

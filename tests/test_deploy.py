@@ -280,7 +280,7 @@ def annotate_ingress(k8s_view) -> None:
 
 def change_record(chat: Chat, change_id: str) -> dict:
     """The change as the store holds it."""
-    return chat.bot.call(chat.bot.shell.runtime.store.get(f"change:{change_id}"))
+    return chat.bot.call(chat.bot.runtime.store.get(f"change:{change_id}"))
 
 
 def change_id_of(message) -> str:

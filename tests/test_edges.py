@@ -440,10 +440,10 @@ def test_socket_mode_payloads_are_checked_before_any_listener(bot):
 
     for payload in (click_payload(actions=0), click_payload(user=[]), {"command": "/payflow"}, {}):
         request = AsyncBoltRequest(body=payload, mode="socket_mode")
-        response = bot.call(bot.shell.runtime.bolt.async_dispatch(request))
+        response = bot.call(bot.runtime.bolt.async_dispatch(request))
         assert (response.status, response.body) == (200, ""), payload  # acked: Slack must not resend
     good = AsyncBoltRequest(body={**COMMAND, "text": "help", "user_id": "U0EVE"}, mode="socket_mode")
-    assert bot.call(bot.shell.runtime.bolt.async_dispatch(good)).status == 200
+    assert bot.call(bot.runtime.bolt.async_dispatch(good)).status == 200
 
 
 def test_alertmanager_deeply_nested_json_is_400(http_served, slack, redis_server):

@@ -219,7 +219,7 @@ def _switched_change(chat, minutes_ago: float) -> None:
         state="done",
         switched_at=at,
     )
-    store = chat.bot.shell.runtime.store
+    store = chat.bot.runtime.store
     assert chat.bot.call(store.create(change.key, change.to_record()))
 
 

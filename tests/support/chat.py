@@ -84,7 +84,7 @@ class Chat:
         return Answer(ack, replies, posts)
 
     def audit(self, limit: int = 50) -> list[AuditEntry]:
-        return self.bot.call(self.bot.shell.runtime.store.audit(limit=limit))
+        return self.bot.call(self.bot.runtime.store.audit(limit=limit))
 
     def messages(self, channel: str) -> list[Any]:
         """Current state of the messages in a channel (ID or #name), oldest first."""
