@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.chat.notifier import Notifier
+from bot.chat.notifier import SlackNotifier
 from bot.config.catalog import Catalog, ServiceSpec, load_catalog
 from bot.gateways.kube import Kube
 from bot.gateways.prom import Prom
@@ -94,7 +94,7 @@ def main() -> int:
             prom = Prom(server.url, catalog=catalog, timeout=5)
             kube = Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig))
             slack = SlackGateway(make_client("xoxb-bench", "http://127.0.0.1:9/"))
-            deps = Deps(catalog, kube, MemoryStore(), Notifier(slack), lambda c: None, prom)
+            deps = Deps(catalog, kube, MemoryStore(), SlackNotifier(slack), lambda c: None, prom)
             try:
                 return await measure(prom, deps, server, args.runs)
             finally:

@@ -59,7 +59,7 @@ def name(pid: int) -> str:
     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     if "resource_tracker" in cmd:
         return "resource tracker"
-    if "bot.chat.charts" in cmd:
+    if "bot.gateways.charts" in cmd:
         return "chart renderer"
     return "worker" if "spawn_main" in cmd else "web"
 

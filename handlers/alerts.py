@@ -20,11 +20,13 @@ from typing import Any
 
 from bot.base.messages import MessageRef
 from bot.base.redact import clip
+from bot.base.roles import Role
 from bot.domain.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
 from bot.gateways.alertmanager import AlertmanagerError, Webhook, WebhookAlert
 from bot.gateways.outbox import current_job
 from bot.gateways.store import AuditEntry
 from handlers.base import Context, Deps, Refused
+from handlers.registry import action
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +345,7 @@ async def _change(deps: Deps, gid: str, change: dict[str, Any]) -> dict[str, Any
 # --- buttons ---------------------------------------------------------------------------------
 
 
+@action("alert_silence", Role.OPERATOR)
 async def silence_group(value: str, ctx: Context) -> Reply:
     """Silence 1h: a silence in Alertmanager on the group's common labels, audited, told in the thread."""
     am = ctx.deps.alertmanager
@@ -390,20 +393,18 @@ async def silence_group(value: str, ctx: Context) -> Reply:
     return Reply(None, detail=detail, target=service, audited=True)
 
 
+@action("alert_metrics", Role.VIEWER)
 async def group_metrics(value: str, ctx: Context) -> Reply:
     """Metrics: the service's `/payflow metrics`, in the alert's thread; its status when the
     metrics command is not available."""
-    from handlers import HANDLERS
-    from handlers.commands import SPECS, Status
-    from handlers.status import show_status
+    from handlers.registry import COMMANDS
+    from handlers.status import Status, show_status
 
     if value not in ctx.catalog.services:
         raise Refused(f"Unknown service `{value}`.")
-    spec = SPECS.get("metrics")
-    command = spec.parse([value], ctx.catalog) if spec else None
-    handler = HANDLERS.get(type(command)) if command is not None else None
-    if command is not None and handler is not None:
-        reply = await handler(command, ctx)
+    spec = COMMANDS.get("metrics")
+    if spec is not None:
+        reply = await spec.run(spec.parse([value], ctx.catalog), ctx)
     else:
         reply = await show_status(Status(value), ctx)
     if reply.view is not None:

@@ -4,11 +4,13 @@ is told who won and audited as lost, so an auditor finds exactly one approval.""
 
 from __future__ import annotations
 
+from bot.base.roles import Role
 from bot.domain.gate.engine import Answer, Gate
 from bot.domain.views import Notice, Reply
 from handlers.base import Context
 from handlers.deploy import refuse_if_frozen
 from handlers.locks import refuse_if_locked
+from handlers.registry import action
 
 
 def _reply(answer: Answer, what: str) -> Reply:
@@ -24,6 +26,7 @@ def _reply(answer: Answer, what: str) -> Reply:
     )
 
 
+@action("approve", Role.APPROVER)
 async def approve(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)
@@ -33,10 +36,12 @@ async def approve(value: str, ctx: Context) -> Reply:
     return _reply(await gate.approve(change, ctx.actor, ctx.message), "approved")
 
 
+@action("reject", Role.APPROVER)
 async def reject(value: str, ctx: Context) -> Reply:
     return _reply(await Gate(ctx.deps).reject(value, ctx.actor, ctx.message), "rejected")
 
 
+@action("keep", Role.APPROVER)  # after an inconclusive bake
 async def keep(value: str, ctx: Context) -> Reply:
     """Keep scales the old color to 0: a locked service keeps the capacity a rollback needs."""
     gate = Gate(ctx.deps)
@@ -45,6 +50,7 @@ async def keep(value: str, ctx: Context) -> Reply:
     return _reply(await gate.keep(change.id, ctx.actor, ctx.message), "kept")
 
 
+@action("roll_back", Role.OPERATOR)  # requests a rollback: approval-gated
 async def roll_back(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)

@@ -11,9 +11,9 @@ from typing import Any
 from bot.base.messages import MessageRef
 from bot.base.refused import Refused as Refused  # re-exported: handlers import it from here
 from bot.base.roles import Role
-from bot.chat.notifier import Notifier
 from bot.config.catalog import Catalog, Color
 from bot.domain import topology
+from bot.domain.ports import Notifier
 from bot.gateways.kube import Kube, Snapshot
 from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 

@@ -6,9 +6,12 @@ not fully rolled out and healthy."""
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.base.roles import Role
+from bot.config.catalog import Catalog
 from bot.domain.gate import bluegreen
 from bot.domain.gate.engine import Gate
 from bot.domain.gate.messages import who
@@ -17,20 +20,100 @@ from bot.domain.views import Notice, Reply, Tone
 from bot.gateways.slack import SlackError
 from bot.gateways.store import AuditEntry
 from handlers.base import Context, Deps, Refused
-from handlers.commands import Deploy, Rollback
 from handlers.locks import refuse_if_locked
+from handlers.registry import MAX_REASON, Usage, action, background, command, service_arg, shown
 
 log = logging.getLogger(__name__)
 
 
+_VERSION = re.compile(r"^v\d{1,4}\.\d{1,4}\.\d{1,6}(?:-[0-9A-Za-z][0-9A-Za-z.-]{0,40})?$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+BREAK_GLASS = "--break-glass"
+
+
+@dataclass(frozen=True)
+class Deploy:
+    service: str
+    version: str
+    reason: str = ""
+    break_glass: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    service: str
+    reason: str = ""
+    break_glass: str | None = None
+
+
+def _reason_and_break_glass(words: list[str], command: str) -> tuple[str, str | None]:
+    """Free text after the arguments; `--break-glass <why>` (admins, in a freeze) takes the rest."""
+    flags = [w for w in words if w.startswith("--") and w != BREAK_GLASS]
+    if flags:
+        only = f"the only option is `{BREAK_GLASS} <reason>`"
+        raise Usage(f"Unknown option `{shown(flags[0])}`; {only}.", command)
+    break_glass = None
+    if BREAK_GLASS in words:
+        at = words.index(BREAK_GLASS)
+        words, glass = words[:at], words[at + 1 :]
+        if not glass:
+            example = f"`{BREAK_GLASS} INC-123 payments down`"
+            raise Usage(f"`{BREAK_GLASS}` needs a reason, e.g. {example}.", command)
+        break_glass = " ".join(glass)[:MAX_REASON]
+    reason = " ".join(words)
+    if len(reason) > MAX_REASON:
+        raise Usage(f"The reason is {len(reason)} characters; keep it under {MAX_REASON}.", command)
+    return reason, break_glass
+
+
+def _parse_deploy(args: list[str], catalog: Catalog) -> Deploy:
+    if len(args) < 2:
+        raise Usage("Say which service and which version.", "deploy")
+    service = service_arg(args[0], catalog, "deploy")
+    version = args[1]
+    if not (_VERSION.match(version) or _DIGEST.match(version)):
+        raise Usage(
+            f"`{shown(version)}` is not a version. Use a tag like `v1.2.3` or `v1.2.3-rc.1`, "
+            "or an image digest `sha256:<64 hex digits>`.",
+            "deploy",
+        )
+    reason, glass = _reason_and_break_glass(args[2:], "deploy")
+    return Deploy(service, version, reason, glass)
+
+
+def _parse_rollback(args: list[str], catalog: Catalog) -> Rollback:
+    if not args:
+        raise Usage("Say which service to roll back.", "rollback")
+    reason, glass = _reason_and_break_glass(args[1:], "rollback")
+    return Rollback(service_arg(args[0], catalog, "rollback"), reason, glass)
+
+
+@command(
+    "deploy <service> <version> [reason…]",
+    summary="Deploy a version to the idle color, smoke-test it, then ask an approver to switch traffic.",
+    role=Role.OPERATOR,
+    examples=(
+        "/payflow deploy api-gateway v1.2.3 fixes PAY-981",
+        "/payflow deploy auth-service sha256:<digest>",
+    ),
+    parse=_parse_deploy,
+)
 async def deploy(cmd: Deploy, ctx: Context) -> Reply:
     return await request_change(ctx, cmd.service, cmd.version, cmd.reason, cmd.break_glass)
 
 
+@command(
+    "rollback <service> [reason…]",
+    summary="Switch traffic back to the previous color, after an approver approves.",
+    role=Role.OPERATOR,
+    examples=("/payflow rollback api-gateway p95 doubled",),
+    parse=_parse_rollback,
+)
 async def rollback(cmd: Rollback, ctx: Context) -> Reply:
     return await request_change(ctx, cmd.service, None, cmd.reason, cmd.break_glass)
 
 
+@action("rollback", Role.OPERATOR)
 async def request_rollback_button(value: str, ctx: Context) -> Reply:
     """The Roll back button of an alert: the same approval-gated rollback as the command."""
     if value not in ctx.catalog.services:
@@ -111,6 +194,7 @@ async def _announce_break_glass(deps: Deps, change: Change) -> None:
         log.error("break-glass announcement not posted (%s): %s", exc.code, text)
 
 
+@background
 async def resume_changes(deps: Deps) -> None:
     """Every worker sweeps: changes whose worker is gone are resumed once their lease expires."""
     await Gate(deps).sweep_forever()

@@ -16,9 +16,11 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from bot.base.roles import Role
+from bot.config.catalog import Catalog
 from bot.config.metrics import DigestSchedule
 from bot.domain.views import (
     VERDICTS,
@@ -37,7 +39,6 @@ from bot.gateways.prom import Overview, Prom, Reading, ServiceFigures
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable
 from handlers.base import Context, Deps
-from handlers.commands import Digest
 from handlers.health import dependency_items
 from handlers.metrics import (
     availability_figure,
@@ -46,7 +47,23 @@ from handlers.metrics import (
     rps_figure,
     saturation_figure,
 )
+from handlers.registry import Usage, at_most, background, command, shown
 from handlers.status import service_status
+
+
+@dataclass(frozen=True)
+class Digest:
+    now: bool = False
+
+
+def _parse(args: list[str], catalog: Catalog) -> Digest:
+    at_most(args, 1, "digest")
+    if args and args[0].lower() != "now":
+        raise Usage(
+            f"`{shown(args[0])}` is not understood here: `/payflow digest now` posts one now.", "digest"
+        )
+    return Digest(now=bool(args))
+
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +204,13 @@ def channel_of(deps: Deps, schedule: DigestSchedule) -> str:
     return schedule.channel or deps.catalog.channels.digests
 
 
+@command(
+    "digest [now]",
+    summary="The digest schedules and when each posts next; `now` posts the health digest here.",
+    role=Role.VIEWER,
+    examples=("/payflow digest", "/payflow digest now"),
+    parse=_parse,
+)
 async def digest(cmd: Digest, ctx: Context) -> Reply:
     if not cmd.now:
         running = ctx.deps.prom is not None
@@ -303,5 +327,6 @@ class Scheduler:
         await self.deps.notifier.post(channel, view)
 
 
+@background
 async def scheduler(deps: Deps) -> None:
     await Scheduler(deps).run()

@@ -5,15 +5,27 @@ dependencies (PostgreSQL, Redis, RabbitMQ) by their catalog checks."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
+from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import VERDICTS, HealthItem, HealthReport, Reply, worst
 from bot.gateways.healthcheck import ProbeResult, probe_dependency, probe_many
 from bot.gateways.kube import Snapshot
 from bot.gateways.prom import Prom, Reading
 from handlers.base import Context
-from handlers.commands import Health
+from handlers.registry import at_most, command, service_arg
 from handlers.status import service_status
+
+
+@dataclass(frozen=True)
+class Health:
+    service: str | None = None
+
+
+def _parse(args: list[str], catalog: Catalog) -> Health:
+    at_most(args, 1, "health")
+    return Health(service_arg(args[0], catalog, "health") if args else None)
 
 
 def _order(items: list[HealthItem]) -> tuple[HealthItem, ...]:
@@ -83,6 +95,14 @@ async def dependency_items(catalog: Catalog, prom: Prom | None) -> list[HealthIt
     return items
 
 
+@command(
+    "health [service]",
+    summary="Ready pods per color, restarts, the live color's /health, and PostgreSQL, Redis and "
+    "RabbitMQ; worst first.",
+    role=Role.VIEWER,
+    examples=("/payflow health", "/payflow health wallet-service"),
+    parse=_parse,
+)
 async def show_health(cmd: Health, ctx: Context) -> Reply:
     names = [cmd.service] if cmd.service else list(ctx.catalog.services)
     snap, deps = await asyncio.gather(ctx.kube.snapshot(), dependency_items(ctx.catalog, ctx.deps.prom))

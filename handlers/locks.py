@@ -4,14 +4,42 @@ approvals, scaling and restarts until whoever set it, or an admin, lifts it."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.base.mrkdwn import slack_date
 from bot.base.roles import Role
-from bot.chat.blocks import slack_date
+from bot.config.catalog import Catalog
 from bot.domain.views import Notice, Reply, Tone
 from bot.gateways.store import Store
 from handlers.base import Context, Refused, lock_key
-from handlers.commands import Lock, Unlock
+from handlers.registry import Usage, at_most, command, reason_text, service_arg
+
+
+@dataclass(frozen=True)
+class Lock:
+    service: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unlock:
+    service: str
+
+
+def _parse_lock(args: list[str], catalog: Catalog) -> Lock:
+    if len(args) < 2:
+        example = "`/payflow lock wallet-service INC-42 ledger drift`"
+        raise Usage(f"Say which service and why, e.g. {example}.", "lock")
+    reason = reason_text(args[1:], "lock")
+    return Lock(service_arg(args[0], catalog, "lock"), reason)
+
+
+def _parse_unlock(args: list[str], catalog: Catalog) -> Unlock:
+    if not args:
+        raise Usage("Say which service to unlock.", "unlock")
+    at_most(args, 1, "unlock")
+    return Unlock(service_arg(args[0], catalog, "unlock"))
 
 
 def describe(service: str, lock: dict) -> str:
@@ -29,6 +57,13 @@ async def refuse_if_locked(ctx: Context | Store, service: str) -> None:
         raise Refused(f"{describe(service, lock)}. Nothing was changed.")
 
 
+@command(
+    "lock <service> <reason…>",
+    summary="Freeze a service: no deploy, rollback, scale or restart until it is unlocked.",
+    role=Role.OPERATOR,
+    examples=("/payflow lock wallet-service INC-42 ledger reconciliation",),
+    parse=_parse_lock,
+)
 async def lock(cmd: Lock, ctx: Context) -> Reply:
     record = {"by": ctx.actor, "reason": cmd.reason, "since": datetime.now(UTC).isoformat(timespec="seconds")}
     if not await ctx.store.create(lock_key(cmd.service), record):
@@ -41,6 +76,13 @@ async def lock(cmd: Lock, ctx: Context) -> Reply:
     return Reply(Notice(text, Tone.WARNING), public=True, detail=cmd.reason)
 
 
+@command(
+    "unlock <service>",
+    summary="Lift a freeze (whoever locked it, or an admin).",
+    role=Role.OPERATOR,
+    examples=("/payflow unlock wallet-service",),
+    parse=_parse_unlock,
+)
 async def unlock(cmd: Unlock, ctx: Context) -> Reply:
     key = lock_key(cmd.service)
     current = await ctx.store.get(key)

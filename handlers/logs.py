@@ -10,13 +10,96 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 
 from bot.base.redact import redact_lines
+from bot.base.roles import Role
+from bot.config.catalog import Catalog
 from bot.domain.views import LogExcerpt, Notice, Reply
 from bot.gateways.kube import KubeError, Unreachable
 from bot.gateways.slack import SlackError
 from handlers.base import Context, Refused, live_color
-from handlers.commands import Logs
+from handlers.registry import Usage, at_most, command, service_arg, shown, suggest
+
+DEFAULT_LOG_LINES = 100
+MAX_LOG_LINES = 1000
+MAX_LOG_SINCE = 86_400  # the pods keep little more; older lines belong to the log archive
+_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_LOG_OPTIONS = ("--errors", "--lines", "--since")
+
+
+@dataclass(frozen=True)
+class Logs:
+    service: str
+    errors_only: bool = False
+    lines: int = DEFAULT_LOG_LINES
+    since_seconds: int | None = None
+
+
+def _log_lines_value(word: str) -> int:
+    if not (word.isascii() and word.isdigit()):
+        raise Usage(f"`--lines` must be a whole number, got `{shown(word)}`.", "logs")
+    n = int(word)
+    if not 1 <= n <= MAX_LOG_LINES:
+        raise Usage(f"`--lines` must be between 1 and {MAX_LOG_LINES}, got {shown(word)}.", "logs")
+    return n
+
+
+def _since_value(word: str) -> int:
+    match = _DURATION.match(word.lower())
+    if not match:
+        raise Usage(f"`--since` takes a duration like `30s`, `10m` or `2h`, got `{shown(word)}`.", "logs")
+    seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+    if not 0 < seconds <= MAX_LOG_SINCE:
+        raise Usage(f"`--since` must be more than 0 and at most 24h, got `{shown(word)}`.", "logs")
+    return seconds
+
+
+def _parse_logs(args: list[str], catalog: Catalog) -> Logs:
+    """`logs <service> [--errors] [--lines N] [--since 10m]`, options in any order, `--opt=value` too."""
+    seen: dict[str, str | None] = {}
+    positional: list[str] = []
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        if word[:1] in ("—", "–"):  # Slack's smart punctuation turns `--` into a dash
+            word = "--" + word[1:]
+        if not word.startswith("--"):
+            positional.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        name = name.lower()
+        if name not in _LOG_OPTIONS:
+            known = ", ".join(f"`{o}`" for o in _LOG_OPTIONS)
+            hint = suggest(name, list(_LOG_OPTIONS))
+            raise Usage(f"Unknown option `{shown(word)}`.{hint} Options: {known}.", "logs")
+        if name in seen:
+            raise Usage(f"`{name}` is given twice.", "logs")
+        if name == "--errors":
+            if eq:
+                raise Usage("`--errors` takes no value.", "logs")
+            seen[name] = None
+            continue
+        if not eq:
+            if not words:
+                example = "--lines 50" if name == "--lines" else "--since 10m"
+                raise Usage(f"`{name}` needs a value, e.g. `{example}`.", "logs")
+            value = words.pop(0)
+        seen[name] = value
+    if not positional:
+        raise Usage("Say which service, e.g. `/payflow logs api-gateway --errors`.", "logs")
+    at_most(positional, 1, "logs")
+    service = service_arg(positional[0], catalog, "logs")
+    lines = seen.get("--lines")
+    since = seen.get("--since")
+    return Logs(
+        service,
+        errors_only="--errors" in seen,
+        lines=_log_lines_value(lines) if lines is not None else DEFAULT_LOG_LINES,
+        since_seconds=_since_value(since) if since is not None else None,
+    )
+
 
 MAX_PODS = 10  # a service at 200 replicas must not cost 200 log reads
 ERROR_SCAN_LINES = 2000  # per pod: how far back `--errors` looks for ERROR lines
@@ -59,6 +142,15 @@ async def _read(ctx: Context, cmd: Logs, pod: str, container: str) -> str | Kube
         return exc
 
 
+@command(
+    "logs <service> [--errors] [--lines N] [--since 10m]",
+    summary=f"Recent log lines of the live color's pods (default {DEFAULT_LOG_LINES}, at most "
+    f"{MAX_LOG_LINES}); `--errors` keeps lines with ERROR. Card numbers, tokens and passwords "
+    "are redacted, long output comes as a file. Operators only: logs can hold customer data.",
+    role=Role.OPERATOR,
+    examples=("/payflow logs api-gateway --errors", "/payflow logs wallet-service --lines 300 --since 15m"),
+    parse=_parse_logs,
+)
 async def show_logs(cmd: Logs, ctx: Context) -> Reply:
     snap = await ctx.kube.snapshot()
     color = await live_color(ctx, cmd.service, otherwise="there are no logs to pick", snapshot=snap)

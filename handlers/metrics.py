@@ -9,21 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.base import durations
-from bot.chat.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
-from bot.config.catalog import SLOs
+from bot.base.roles import Role
+from bot.config.catalog import Catalog, SLOs
 from bot.domain.gate.engine import Gate
 from bot.domain.gate.record import parse_iso
 from bot.domain.topology import live_color
 from bot.domain.views import Figure, MetricsReport, Notice, QueryTable, Reply, Tone
+from bot.gateways.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
 from bot.gateways.kube import KubeError
 from bot.gateways.prom import Prom, PromError, PromQueryError, Reading, Scalar, Series, ServiceFigures, now
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable
 from handlers.base import Context
-from handlers.commands import Metrics, Query
+from handlers.registry import Usage, at_most, command, service_arg, shown
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,72 @@ NO_PROMETHEUS = (
     "No Prometheus configured: set PROMETHEUS_URL to the Prometheus that scrapes PayFlow "
     "(in `make run`, install the `prometheus` package and restart)."
 )
+
+
+DEFAULT_METRICS_WINDOW = "1h"
+MIN_WINDOW, MAX_WINDOW = 60, 7 * 86_400
+MAX_PROMQL = 300
+WINDOW_OPTION = "--window"
+_SLACK_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+_SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
+
+
+@dataclass(frozen=True)
+class Metrics:
+    service: str
+    window: str = DEFAULT_METRICS_WINDOW
+
+
+@dataclass(frozen=True)
+class Query:
+    promql: str
+    window: str | None = None  # None: an instant query (a table); a window: a chart
+
+
+def _window(word: str, command: str) -> str:
+    try:
+        seconds = durations.bounded(word, MIN_WINDOW, MAX_WINDOW)
+    except durations.BadDuration:
+        raise Usage(
+            f"`{shown(word)}` is not a window I can use: say 1m to 7d, like `15m`, `1h` or `24h`.", command
+        ) from None
+    return durations.label(seconds)
+
+
+def _parse_metrics(args: list[str], catalog: Catalog) -> Metrics:
+    if not args:
+        raise Usage("Say which service, e.g. `/payflow metrics api-gateway 1h`.", "metrics")
+    at_most(args, 2, "metrics")
+    service = service_arg(args[0], catalog, "metrics")
+    return Metrics(service, _window(args[1], "metrics") if len(args) > 1 else DEFAULT_METRICS_WINDOW)
+
+
+def _parse_query(args: list[str], catalog: Catalog) -> Query:
+    """Everything up to an optional trailing `--window <duration>` is PromQL (a trailing bare
+    duration would be ambiguous: `x offset 5m` is valid PromQL)."""
+    words = ["--" + w[1:] if w[:1] in ("—", "–") else w for w in args]  # Slack's smart dashes
+    window = None
+    if len(words) >= 2 and words[-2].lower() == WINDOW_OPTION:
+        window = _window(words[-1], "query")
+        words = words[:-2]
+    elif words and words[-1].lower().startswith(WINDOW_OPTION + "="):
+        window = _window(words[-1].partition("=")[2], "query")
+        words = words[:-1]
+    elif words and words[-1].lower() == WINDOW_OPTION:
+        raise Usage("`--window` needs a duration, e.g. `--window 1h`.", "query")
+    promql = " ".join(words)
+    for escaped, plain in _SLACK_ESCAPES:  # Slack escapes these three in command text
+        promql = promql.replace(escaped, plain)
+    promql = promql.translate(_SMART_QUOTES)
+    if not promql:
+        raise Usage("Say which PromQL to run, e.g. `/payflow query up`.", "query")
+    if len(promql) > MAX_PROMQL:
+        raise Usage(
+            f"That PromQL is {len(promql)} characters; at most {MAX_PROMQL}. Nothing was run.", "query"
+        )
+    return Query(promql, window)
+
+
 CHART_POINTS = 240
 MAX_ROWS = 20
 SATURATION = 0.8  # the guide: CPU and memory under 80 % on average
@@ -212,6 +280,14 @@ def _first_data(series: list[Series]) -> float | None:
     return min(stamps) if stamps else None
 
 
+@command(
+    "metrics <service> [window]",
+    summary=f"Error rate, p95, p99, requests/s and availability against the SLOs over a window "
+    f"(1m–7d, default {DEFAULT_METRICS_WINDOW}), with a chart.",
+    role=Role.VIEWER,
+    examples=("/payflow metrics api-gateway", "/payflow metrics wallet-service 24h"),
+    parse=_parse_metrics,
+)
 async def show_metrics(cmd: Metrics, ctx: Context) -> Reply:
     prom: Prom | None = ctx.deps.prom
     if prom is None:
@@ -306,6 +382,17 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
+@command(
+    "query <promql> [--window <duration>]",
+    summary=f"Run PromQL (at most {MAX_PROMQL} characters): the current value(s) as a table, or with "
+    "`--window` a chart over that window (1m–7d).",
+    role=Role.OPERATOR,
+    examples=(
+        '/payflow query sum by (service) (rate(http_requests_total{status=~"5.."}[5m]))',
+        "/payflow query sum(rate(http_requests_total[5m])) --window 6h",
+    ),
+    parse=_parse_query,
+)
 async def run_query(cmd: Query, ctx: Context) -> Reply:
     prom: Prom | None = ctx.deps.prom
     if prom is None:

@@ -4,12 +4,28 @@ confirm dialog; no traffic switch. The message is updated in place until the rol
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.base.roles import Role
+from bot.config.catalog import Catalog
 from bot.domain.views import Button, Confirm, Notice, Reply, Tone
 from handlers.base import Context, Deps, Refused, live_color
-from handlers.commands import Restart
 from handlers.locks import refuse_if_locked
+from handlers.registry import Usage, action, at_most, command, service_arg
+
+
+@dataclass(frozen=True)
+class Restart:
+    service: str
+
+
+def _parse(args: list[str], catalog: Catalog) -> Restart:
+    if not args:
+        raise Usage("Say which service to restart.", "restart")
+    at_most(args, 1, "restart")
+    return Restart(service_arg(args[0], catalog, "restart"))
+
 
 POLL_SECONDS = 1.0
 
@@ -19,6 +35,13 @@ async def _live_deployment(ctx: Context, service: str) -> tuple[str, str]:
     return color, ctx.catalog.deployment_name(service, color)
 
 
+@command(
+    "restart <service>",
+    summary="Rolling restart of the live color (kubectl rollout restart), after you confirm.",
+    role=Role.OPERATOR,
+    examples=("/payflow restart auth-service",),
+    parse=_parse,
+)
 async def ask_restart(cmd: Restart, ctx: Context) -> Reply:
     await refuse_if_locked(ctx, cmd.service)
     color, name = await _live_deployment(ctx, cmd.service)
@@ -32,6 +55,7 @@ async def ask_restart(cmd: Restart, ctx: Context) -> Reply:
     return Reply(Notice(text, Tone.WARNING, buttons=(button,)), detail="asked to confirm")
 
 
+@action("restart", Role.OPERATOR)
 async def restart(service: str, ctx: Context) -> Reply:
     if service not in ctx.catalog.services:
         raise Refused(f"Unknown service `{service}`.")

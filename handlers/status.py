@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
+from bot.base.roles import Role
 from bot.config.catalog import COLORS, Catalog, Color
 from bot.domain.topology import live_color, traffic_label
 from bot.domain.views import ColorStatus, Reply, ServiceStatus, StatusReport
 from bot.gateways.kube import DeploymentState, PodState, Snapshot
 from handlers.base import Context
-from handlers.commands import Status
+from handlers.registry import at_most, command, service_arg
+
+
+@dataclass(frozen=True)
+class Status:
+    service: str | None = None
+
+
+def _parse(args: list[str], catalog: Catalog) -> Status:
+    at_most(args, 1, "status")
+    return Status(service_arg(args[0], catalog, "status") if args else None)
+
 
 BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"}
 
@@ -59,6 +72,13 @@ def service_status(catalog: Catalog, service: str, snap: Snapshot) -> ServiceSta
     return ServiceStatus(service, live, colors, problems)
 
 
+@command(
+    "status [service]",
+    summary="Live color, versions, ready pods, restarts and rollout state of every service (or one).",
+    role=Role.VIEWER,
+    examples=("/payflow status", "/payflow status wallet-service"),
+    parse=_parse,
+)
 async def show_status(cmd: Status, ctx: Context) -> Reply:
     snap = await ctx.kube.snapshot()
     names = [cmd.service] if cmd.service else list(ctx.catalog.services)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bot.config.catalog import load_catalog
-from handlers.commands import SPECS, Audit, Help, Scale, Status, Usage, parse
+from handlers import COMMANDS, Usage, parse
+from handlers.audit import Audit
+from handlers.help import Help
+from handlers.scale import Scale
+from handlers.status import Status
 
 CATALOG = load_catalog()
 
@@ -27,7 +31,7 @@ CATALOG = load_catalog()
     ],
 )
 def test_parses(text, command):
-    assert parse(text, CATALOG) == command
+    assert parse(text, CATALOG).command == command
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,6 @@ def test_refuses_with_a_message(text, message, usage_of):
 
 
 def test_every_command_has_usage_examples_and_a_role_except_help():
-    for spec in SPECS.values():
+    for spec in COMMANDS.values():
         assert spec.usage.startswith("/payflow ") and spec.examples
         assert (spec.role is None) == (spec.name == "help")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot.chat.console import Console, _repl, open_console
 from bot.gateways.store import open_store
+from bot.shell.console import Console, _repl, open_console
 from tests.conftest import Cluster8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,7 +403,7 @@ def test_on_a_terminal_mrkdwn_becomes_ansi_styles(tmp_path):
 
 
 def test_mrkdwn_rendering():
-    from bot.chat.console import Mrkdwn, Style
+    from bot.shell.console import Mrkdwn, Style
 
     names = {"U0BOB": "bob"}.get
     md = Mrkdwn(Style(False), lambda u: names(u) or u, lambda c: {"C0OPS": "payflow-ops"}.get(c, c))

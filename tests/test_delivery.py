@@ -16,7 +16,8 @@ import pytest
 from bot.chat.blocks import Message
 from bot.chat.dispatch import CommandJob, Invocation
 from bot.shell.runtime import build_runtime
-from handlers.commands import Status
+from handlers import Parsed
+from handlers.status import Status
 from sandbox import demo
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
@@ -128,7 +129,8 @@ def test_updates_of_one_message_never_overtake_each_other(bot, slack):
 def test_a_job_run_again_does_not_post_again(bot, slack, k8s_view):
     """What a rerun after a killed worker does: the outbox returns the first run's ts."""
     job = CommandJob(
-        Invocation("U0ALICE", OPS, demo.OPS_CHANNEL_NAME, "status", slack.response_url("x")), Status()
+        Invocation("U0ALICE", OPS, demo.OPS_CHANNEL_NAME, "status", slack.response_url("x")),
+        Parsed("status", Status()),
     )
     jobs = bot.runtime.jobs
     assert bot.call(jobs.run(job, "1700000000000-0")) == "done"

@@ -18,10 +18,10 @@ import httpx
 import pytest
 import yaml
 
-from bot.chat.charts import COLOR_OF
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from bot.domain.gate.record import Change
+from bot.gateways.charts import COLOR_OF
 from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.local import ROOT, SETTINGS_PREFIXES, free_port, wait_until

@@ -17,7 +17,8 @@ import redis
 
 from bot.chat.dispatch import CommandJob, Invocation
 from bot.gateways.jobs import encode
-from handlers.commands import Help
+from handlers import Parsed
+from handlers.help import Help
 from sandbox import demo
 from sandbox.local import child_pids, free_port, serve_process, wait_until
 from sandbox.slack_requests import SlackRequests
@@ -226,7 +227,9 @@ def _raw(redis_server) -> redis.Redis:
 def _ghost_job(redis_server, tag: str, deliveries: int) -> str:
     """A job taken by a worker of a replica that then vanished, after `deliveries` attempts."""
     r = _raw(redis_server)
-    job = CommandJob(Invocation("U0ALICE", demo.OPS_CHANNEL_ID, "payflow-ops", "help", tag), Help(None))
+    job = CommandJob(
+        Invocation("U0ALICE", demo.OPS_CHANNEL_ID, "payflow-ops", "help", tag), Parsed("help", Help(None))
+    )
     job_id = r.xadd(STREAM, {"job": encode(job)})
     r.xreadgroup(GROUP, "gone-replica:1", {STREAM: ">"}, count=1)
     r.xclaim(STREAM, GROUP, "gone-replica:1", 0, [job_id], retrycount=deliveries)

@@ -19,9 +19,8 @@ from bot.domain.views import Notice, Reply, Tone
 from bot.gateways.kube import KubeError, Unreachable
 from bot.gateways.slack import MessageRef, SlackError, SlackGateway
 from bot.gateways.store import AuditEntry, StoreUnavailable
-from handlers import ACTIONS, handler_for
+from handlers import ACTIONS, COMMANDS, Parsed, Usage, parse
 from handlers.base import Context, Deps, Refused
-from handlers.commands import SPECS, Command, Scale, Usage, parse, spec_for
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class CommandJob:
     """A parsed command to run after the ack; plain data, so it can cross into the worker process."""
 
     invocation: Invocation
-    command: Command
+    parsed: Parsed
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,6 @@ class Accepted:
     job: CommandJob | ActionJob | None
 
 
-def _working(command: Command) -> str | None:
-    """A first word for commands that write to the cluster, sent once the policy allows them."""
-    if isinstance(command, Scale):
-        return f"Scaling {command.service} to {command.replicas} replicas…"
-    return None
-
-
 class Dispatcher:
     def __init__(self, deps: Deps, slack: SlackGateway, policy: Policy, telemetry: Telemetry):
         self.deps = deps
@@ -95,13 +87,13 @@ class Dispatcher:
     def accept(self, inv: Invocation) -> Accepted:
         """Pure and fast: runs before the ack."""
         try:
-            command = parse(inv.text, self.catalog)
+            parsed = parse(inv.text, self.catalog)
         except Usage as exc:
             self.telemetry.commands.labels("invalid", "invalid").inc()
-            spec = SPECS.get(exc.command or "")
+            spec = COMMANDS.get(exc.command or "")
             usage = spec.usage if spec else None
             return Accepted(render(Notice(exc.message, Tone.WARNING, usage)), None)
-        return Accepted(None, CommandJob(inv, command))
+        return Accepted(None, CommandJob(inv, parsed))
 
     def accept_action(self, inv: Invocation, action: str, value: str, message: MessageRef | None) -> Accepted:
         if action not in ACTIONS:
@@ -111,20 +103,20 @@ class Dispatcher:
 
     async def execute(self, job: CommandJob | ActionJob | DepsJob) -> None:
         if isinstance(job, CommandJob):
-            await self.run(job.invocation, job.command)
+            await self.run(job.invocation, job.parsed)
         elif isinstance(job, ActionJob):
             await self.run_action(job)
         else:
             await job.run(self.deps)
 
-    async def run(self, inv: Invocation, command: Command) -> None:
-        spec = spec_for(command)
-        working = _working(command)
+    async def run(self, inv: Invocation, parsed: Parsed) -> None:
+        spec, command = parsed.spec, parsed.command
+        working = spec.working(command) if spec.working else None  # said once the policy allows it
 
         async def work(ctx: Context) -> Reply:
             if working:
                 await self._deliver(inv, Reply(Notice(working, Tone.WORKING)))
-            return await handler_for(command)(command, ctx)
+            return await spec.run(command, ctx)
 
         await self._perform(inv, spec.name, spec.role, getattr(command, "service", None), work)
 
@@ -132,7 +124,7 @@ class Dispatcher:
         spec = ACTIONS[job.action]
 
         async def work(ctx: Context) -> Reply:
-            return await spec.handler(job.value, ctx)
+            return await spec.run(job.value, ctx)
 
         await self._perform(
             job.invocation, f"click:{job.action}", spec.role, None, work, job.message, clicked=True

@@ -33,7 +33,9 @@ async def post_with_files(
     return ref
 
 
-class Notifier:
+class SlackNotifier:
+    """bot.domain.ports.Notifier on Slack's Web API: views are rendered here, at the edge."""
+
     def __init__(self, slack: SlackGateway):
         self.slack = slack
 

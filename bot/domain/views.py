@@ -344,3 +344,52 @@ class AlertChanges:
 
     fired: tuple[AlertLine, ...]
     resolved: tuple[AlertLine, ...]
+
+
+# --- reports: any command's answer from a few typed parts, rendered by one rule -------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Labelled values ("Connections: 12 of 100"), one per line; `tone` marks the block."""
+
+    items: tuple[tuple[str, str], ...]
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows in columns. Rows whose `attention` is True are problems and are shown first; when the
+    table does not fit a message, the others are counted and every row goes out as a file."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    title: str = ""
+    empty: str = "nothing to show"
+    attention: tuple[bool, ...] = ()  # per row; empty: none needs attention
+    noun: str = "rows"
+    note: str = ""  # said under the table, e.g. "the 10 largest of 412 tables"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph of mrkdwn (already escaped where it holds outside text)."""
+
+    text: str
+    tone: Tone | None = None
+
+
+Part = Facts | Table | Text
+
+
+@dataclass(frozen=True)
+class Report:
+    """A command's answer made of parts: what new commands return, so that adding one touches
+    only its own module. `filename` names the file a table too long for Slack goes out in."""
+
+    title: str
+    parts: tuple[Part, ...]
+    tone: Tone = Tone.INFO
+    footer: str = ""
+    buttons: tuple[Button, ...] = ()
+    filename: str = "report.txt"

@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import aiohttp
@@ -28,8 +28,24 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.base.messages import MessageRef
 from bot.base.redact import redact, redact_file, redact_payload
-from bot.chat.blocks import Message
 from bot.gateways.outbox import Outbox
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that goes with a message (posted in its thread): the full table of a long view."""
+
+    filename: str
+    content: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    files: tuple[Attachment, ...] = ()
+
 
 log = logging.getLogger(__name__)
 

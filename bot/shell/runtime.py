@@ -14,7 +14,7 @@ from bot.base.telemetry import Telemetry
 from bot.chat.app import build_bolt
 from bot.chat.blocks import render
 from bot.chat.dispatch import Dispatcher
-from bot.chat.notifier import Notifier
+from bot.chat.notifier import SlackNotifier
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from bot.domain.policy import Policy
@@ -124,7 +124,7 @@ def build_runtime(
             catalog=catalog,
             workers=concurrency,
         )
-    deps = Deps(catalog, kube, store, Notifier(slack), jobs.spawn, prom, alertmanager=alertmanager)
+    deps = Deps(catalog, kube, store, SlackNotifier(slack), jobs.spawn, prom, alertmanager=alertmanager)
     dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute
     bolt = build_bolt(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot.base.messages import MessageRef
-from bot.chat.notifier import Notifier
 from bot.config.catalog import Catalog
 from bot.domain.gate.record import (
     APPLYING,
@@ -28,6 +27,7 @@ from bot.domain.gate.record import (
     Change,
     parse_iso,
 )
+from bot.domain.ports import Notifier
 from bot.domain.views import Button, ChangeCard, Confirm, Notice, Tone
 from bot.gateways.slack import SlackError
 from bot.gateways.store import AuditEntry

@@ -2,7 +2,7 @@
 display is needed, and `serve` never pays for matplotlib unless someone asks for a chart.
 
 The worker draws through `render_png_isolated`: each chart in a short-lived child process
-(`python -m bot.chat.charts`), at most RENDER_SLOTS at once. matplotlib costs ~50 MB to import and
+(`python -m bot.gateways.charts`), at most RENDER_SLOTS at once. matplotlib costs ~50 MB to import and
 each figure drawn at once ~10 MB that the allocator keeps: drawn in the worker's threads, a
 burst of `metrics` commands took the worker from ~110 MB to 260 MB and it never gave it back.
 A child returns every byte when it exits, and the worker's memory stays flat.
@@ -258,7 +258,7 @@ async def render_png_isolated(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot.chat.charts",
+            "bot.gateways.charts",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
