@@ -31,6 +31,7 @@ from bot.config.metrics import (
     default_digests,
     unique_names,
 )
+from bot.config.operations import Backups, Business, DataTier
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
@@ -250,6 +251,9 @@ class Catalog(_Strict):
     promql: PromQL = PromQL()
     dependencies: dict[ServiceName, Dependency] = Field(default_factory=default_dependencies)
     digests: list[DigestSchedule] = Field(default_factory=default_digests)
+    data: DataTier = DataTier()
+    backups: Backups = Backups()
+    business: Business = Business()
 
     @field_validator("digests")
     @classmethod

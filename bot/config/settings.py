@@ -41,6 +41,14 @@ class Settings:
     job_max_deliveries: int = 3
     slack_delivery_seconds: float = 60.0  # one delivery to Slack, retries included
     invalid: tuple[str, ...] = ()  # numeric settings that did not parse (reported by serve)
+    # The whole environment, for settings the catalog names (DATABASE_URL, PAYFLOW_REDIS_URL, …):
+    # the catalog says which variable holds a connection string, never the string itself.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def named(self, name: str) -> str | None:
+        """The value of a setting the catalog names, or None when it is unset or blank."""
+        value = self.env.get(name, "").strip()
+        return value or None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -73,6 +81,7 @@ class Settings:
                 "PAYFLOW_SLACK_DELIVERY_SECONDS", cls.slack_delivery_seconds, 1, float
             ),
             invalid=tuple(invalid),
+            env=dict(env),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
