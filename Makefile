@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/redact.py
+	$(BIN)/python bench/datastores.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

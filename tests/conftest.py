@@ -28,6 +28,9 @@ from tests.support.redis_server import RedisServer, redis_server_fixture
 BOT_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 
+# postgres_server, rabbitmq_node, blacklist_redis: session-wide private data stores.
+pytest_plugins = ["tests.support.datastores"]
+
 redis_server = redis_server_fixture()
 
 
