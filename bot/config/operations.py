@@ -52,7 +52,7 @@ class PayflowRedis(_Strict):
     """PayFlow's own Redis (the auth service's token blacklist), not the bot's store."""
 
     url_setting: Setting = "PAYFLOW_REDIS_URL"
-    blacklist_pattern: Annotated[str, Field(min_length=1, max_length=200)] = "blacklist:*"
+    blacklist_pattern: Annotated[str, Field(min_length=1, max_length=200)] = "token:blacklist:*"
     scan_count: Annotated[int, Field(ge=10, le=10_000)] = 1000  # keys asked per SCAN call
     scan_budget_seconds: Annotated[float, Field(gt=0, le=30)] = 2.0  # then the count is partial, said so
 
