@@ -1,5 +1,6 @@
 """Fill a sandbox cluster with the catalog's PayFlow: both colors of every service, blue live
-with three replicas, green idle at zero, the way the guide leaves a cluster after a bake."""
+with three replicas, green idle at zero, the way the guide leaves a cluster after a bake; and
+its NetworkPolicies and database CronJobs with their history (``sandbox.seed_extras``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 from bot.config.catalog import COLORS, Catalog, Color, ServiceSpec, Traffic
+from sandbox import seed_extras
 
 SEED_VERSION = "v1.0.0"
 LIVE: Color = "blue"
@@ -120,6 +122,11 @@ def seed(cluster: Any, catalog: Catalog) -> Any:
                 cluster.create("Service", k8s_service(catalog, service, color))
         for kind, obj in traffic_objects(catalog):
             cluster.create(kind, obj)
+        for policy in seed_extras.network_policies(catalog):
+            cluster.create("NetworkPolicy", policy)
+        for cronjob in seed_extras.cronjobs(catalog):
+            cluster.create("CronJob", cronjob)
+    seed_extras.seed_history(cluster, catalog)
     from sandbox.traffic import Traffic
 
     cluster.traffic = Traffic(cluster, catalog)  # synthetic requests, scraped at GET /metrics

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config.catalog import COLORS, Catalog, Color
+from sandbox import business
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
 CPU_LIMIT_CORES = 0.5
@@ -145,6 +146,7 @@ class Traffic:
         self._memory: dict[str, float] = {}
         self._pods: dict[str, tuple[str, Color]] = {}  # pod -> (service, color), pods seen alive
         self.dependencies: dict[str, bool] = dict.fromkeys(DEPENDENCIES, True)
+        self.business = business.Business()  # payflow_transactions_total & co., since the start
 
     def set_dependencies(self, states: Mapping[str, bool]) -> dict[str, bool]:
         unknown = set(states) - set(DEPENDENCIES)
@@ -220,6 +222,10 @@ class Traffic:
                 serving.setdefault((service, color), []).append(profile)
         with self._lock:
             dt = 0.0 if self._last is None else max(0.0, now - self._last)
+            if dt > 0:
+                wall = self.cluster.store.wall_offset
+                share = self._failed_share(live.get(business.SERVICE), serving)
+                self.business.advance(now - dt + wall, now + wall, share)
             self._last = now
             for service, color in live.items():
                 count = rps_of(service) * dt
@@ -245,6 +251,18 @@ class Traffic:
                 self._pods.pop(gone)
                 self._cpu.pop(gone, None)
                 self._memory.pop(gone, None)
+
+    def _failed_share(self, color: Color | None, serving: Mapping[tuple[str, str], list[Profile]]) -> float:
+        """Transactions fail with transaction-service's errors, all of them without PostgreSQL."""
+        if not self.dependencies["postgres"]:
+            return 1.0
+        if business.SERVICE not in self.catalog.services:
+            return business.FAILED_SHARE
+        profiles = serving.get((business.SERVICE, color), []) if color is not None else []
+        if not profiles:
+            return 1.0
+        errors = sum(p.error_ratio for p in profiles) / len(profiles)
+        return max(business.FAILED_SHARE, errors)
 
     # -- exposition -------------------------------------------------------------------------
 
@@ -274,6 +292,7 @@ class Traffic:
             yield f"http_request_duration_seconds_count{_labels(base)} {_num(req.count)}\n"
         yield from self._container_lines()
         yield from dependency_lines(self.dependencies)
+        yield from self.business.lines()
 
     def _container_lines(self) -> Iterator[str]:
         pods = sorted(self._pods.items())
@@ -333,9 +352,11 @@ def history(
     *,
     namespace: str = "payflow",
     dependencies: Mapping[str, bool] | None = None,
+    with_business: bool = False,
 ) -> str:
     """OpenMetrics text (seconds timestamps) of every stretch from `start` to `end`, counters
-    starting at zero: `rate()` over any part of it gives exactly the stretch's rates."""
+    starting at zero: `rate()` over any part of it gives exactly the stretch's rates.
+    `with_business`: also the business metrics of a healthy stretch (``sandbox.business``)."""
     times = [start + i * step for i in range(int((end - start) // step) + 1)]
     out: list[str] = []
     stretches = list(stretches)
@@ -386,6 +407,8 @@ def history(
         out.append(f"# TYPE {metric} gauge\n")
         up = 1 if states.get(name, True) else 0
         series(metric, {"pod": f"{name}-0"}, lambda e, v=up: v)
+    if with_business:
+        out.extend(business.history_lines(start, end, step))
     out.append("# EOF\n")
     return "".join(out)
 

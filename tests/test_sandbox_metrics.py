@@ -11,9 +11,10 @@ import pytest
 
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
+from sandbox import business
 from sandbox.k8s_api import SandboxServer
 from sandbox.prometheus import PrometheusServer
-from sandbox.traffic import GOOD, rps_of
+from sandbox.traffic import GOOD, history, rps_of
 from tests.support.prom import with_prometheus, without_digests
 
 
@@ -146,3 +147,73 @@ def test_the_dependency_knob_refuses_unknown_names(sandbox):
         ).status_code
         == 401
     )
+
+
+def _query(prometheus: PrometheusServer, promql: str, at: float | None = None) -> float:
+    params: dict[str, str | float] = {"query": promql}
+    if at is not None:
+        params["time"] = at
+    [sample] = httpx.get(f"{prometheus.url}/api/v1/query", params=params, timeout=5).json()["data"]["result"]
+    return float(sample["value"][1])
+
+
+def test_business_metrics_reach_a_real_prometheus(scraping_prometheus: PrometheusServer):
+    completed = 'payflow_transactions_total{service="transaction-service",status="completed"}'
+    scraping_prometheus.wait_for(f"{completed} > 0")
+    scraping_prometheus.wait_for(
+        'payflow_transactions_total{service="transaction-service",status="failed"} > 0'
+    )
+    value = 'sum(payflow_transaction_value_total{currency="EUR"})'
+    ratio = _query(scraping_prometheus, f"{value} / sum({completed})")
+    assert ratio == pytest.approx(business.AVERAGE_TICKET_EUR)  # euros per completed transaction
+    users = _query(scraping_prometheus, "payflow_active_users")
+    assert 0 < users <= business.PEAK_ACTIVE_USERS * 1.1 * max(business.WEEKDAY)
+
+
+def test_transactions_fail_while_postgres_is_down(cluster, k8s_view):  # k8s_view: pods are ready
+    traffic, wall = cluster.traffic, cluster.store.wall_offset
+    t0 = cluster.now()
+    traffic.advance(t0)
+    healthy = (traffic.business.completed, traffic.business.failed)
+    traffic.advance(t0 + 60)
+    expected = business.transactions_between(t0 + wall, t0 + 60 + wall)
+    assert traffic.business.completed - healthy[0] == pytest.approx(expected * (1 - business.FAILED_SHARE))
+    assert traffic.business.failed - healthy[1] == pytest.approx(expected * business.FAILED_SHARE)
+    traffic.set_dependencies({"postgres": False})
+    down = (traffic.business.completed, traffic.business.failed)
+    traffic.advance(t0 + 120)
+    assert traffic.business.completed == down[0]
+    assert traffic.business.failed - down[1] == pytest.approx(
+        business.transactions_between(t0 + 60 + wall, t0 + 120 + wall)
+    )
+
+
+def test_the_daily_shape_makes_day_over_day_change():
+    start = 1_700_000_000.0  # any stretch of four weeks: the same hour on consecutive days differs
+    changes = [
+        business.transactions_between(t, t + 3600)
+        / business.transactions_between(t - 86400, t - 86400 + 3600)
+        - 1
+        for t in (start + day * 86400 for day in range(28))
+    ]
+    assert sum(abs(c) for c in changes) / len(changes) > 0.05
+    night, noon = (
+        business.activity(start - start % 86400 + 3 * 3600),
+        business.activity(start - start % 86400 + 12 * 3600),
+    )
+    assert noon > 5 * night
+
+
+def test_backfilled_business_history_gives_yesterday_and_today():
+    end = time.time() - 60
+    server = PrometheusServer()
+    server.backfill(history([], end - 26 * 3600, end, 60.0, with_business=True))
+    with server.start():
+        completed = 'increase(payflow_transactions_total{status="completed"}[1h]'
+        for offset, shift in (("", 0), (" offset 1d", 86400)):
+            got = _query(server, f"{completed}{offset})", at=end)
+            want = business.transactions_between(end - shift - 3600, end - shift) * (
+                1 - business.FAILED_SHARE
+            )
+            assert got == pytest.approx(want, rel=0.03)
+        assert _query(server, "payflow_active_users", at=end) == business.active_users(end)

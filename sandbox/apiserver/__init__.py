@@ -4,7 +4,11 @@
 - ``storage``: objects, the resourceVersion counter, write accounting; ``events``: Event recording
 - ``selectors``, ``patches`` (merge, strategic merge, JSON patch), ``admission`` (defaulting, validation)
 - ``cluster``: the registry (create/get/list/replace/patch/delete, subresources) wiring them together
+- ``admission_more``: the same for Jobs, CronJobs and NetworkPolicies
 - ``controllers``: the deployment controller; ``kubelet`` and ``pod_logs``: pods, probes, logs
+- ``jobs``: the job controller and CronJob bookkeeping; ``runs``: pods that run to completion,
+  driven by ``sandbox.payflow.io/*`` annotations; ``programs``: the backup and restore drill
+- ``knobs``: what tests and the console turn (bad images, timing, the next CronJob run failing)
 - ``http`` (routing), ``discovery``, ``admin`` (``/sandbox/`` knobs), ``server`` (sockets, kubeconfig)
 
 Synthetic traffic and its ``/metrics`` live beside it in ``sandbox.traffic``.

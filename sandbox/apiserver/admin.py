@@ -1,6 +1,7 @@
 """The sandbox's own endpoints under ``/sandbox/`` (behind the same bearer token): the state
-summary, bad images, kubelet and controller timing, dependency outages, write counts -- the
-knobs tests and the console turn that a real cluster would need a broken registry for."""
+summary, bad images, kubelet and controller timing, dependency outages, the next run of a CronJob
+failing, write counts -- the knobs tests and the console turn that a real cluster would need a
+broken registry (or a stopped database) for."""
 
 from __future__ import annotations
 
@@ -65,9 +66,37 @@ def admin(cluster: Cluster, method: str, segs: list[str], query: Query, body: by
         if method == "GET":
             return Response.json(200, dict(cluster.traffic.dependencies))
         raise method_not_allowed(method)
+    if route == "fail-next-run":
+        if method == "POST":  # the next Job of a CronJob fails: its pod exits non-zero with these lines
+            return Response.json(200, _fail_next_run(cluster, json_body(body)))
+        if method == "GET":
+            with cluster.lock:
+                pending = [{"namespace": ns, "cronjob": name} for ns, name in sorted(cluster.jobs.next_run)]
+            return Response.json(200, {"pending": pending})
+        raise method_not_allowed(method)
     if route == "writes" and method == "GET":
         kind, ns, name = (query_str(query, k) for k in ("kind", "namespace", "name"))
         if not kind or not name:
             raise ApiError.bad_request("kind, namespace and name are required")
         return Response.json(200, {"count": cluster.writes(kind, ns or "", name)})
     raise not_found_path()
+
+
+DEFAULT_FAILURE_LOG = "pg_dump: error: connection to server failed"
+
+
+def _fail_next_run(cluster: Cluster, payload: object) -> dict[str, object]:
+    usage = (
+        'want {"namespace": "<ns>", "cronjob": "<name>", "exit_code": 1-255 (default 1), '
+        '"log": "<lines>" (default a pg_dump connection error)}'
+    )
+    if not isinstance(payload, dict) or set(payload) - {"namespace", "cronjob", "exit_code", "log"}:
+        raise ApiError.bad_request(usage)
+    ns, name = payload.get("namespace"), payload.get("cronjob")
+    code, log = payload.get("exit_code", 1), payload.get("log", DEFAULT_FAILURE_LOG)
+    if not isinstance(ns, str) or not ns or not isinstance(name, str) or not name or not isinstance(log, str):
+        raise ApiError.bad_request(usage)
+    if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 255:
+        raise ApiError.bad_request(f"exit_code must be 1-255 (a failure), got {code!r}")
+    cluster.fail_next_run(ns, name, exit_code=code, log=log)
+    return {"namespace": ns, "cronjob": name, "exit_code": code, "log": log}

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sandbox.apiserver import runs
 from sandbox.apiserver.kinds import JSON, ApiError, KindInfo
 from sandbox.apiserver.kubelet import image_tag
 from sandbox.apiserver.selectors import labels_match, selector_requirements
@@ -137,6 +138,8 @@ def validate(info: KindInfo, name: str, obj: JSON, current: JSON | None) -> None
         validate_pod_spec(template.get("spec"), "spec.template.spec", invalid)
     elif info.kind == "Pod":
         validate_pod_spec(spec, "spec", invalid)
+        if runs.runs_to_completion(obj):
+            runs.validate((obj.get("metadata") or {}).get("annotations"), "metadata", invalid)
     elif info.kind == "Service" and isinstance(spec, dict):
         for i, port in enumerate(spec.get("ports") or []):
             if not isinstance(port, dict) or not isinstance(port.get("port"), int):

@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sandbox.apiserver import admission
+from sandbox.apiserver import admission, admission_more
 from sandbox.apiserver.controllers import DeploymentController
 from sandbox.apiserver.events import EventRecorder
+from sandbox.apiserver.jobs import JobController
 from sandbox.apiserver.kinds import JSON, KINDS, ApiError, KindInfo, kind_info, meta, no_subresource
+from sandbox.apiserver.knobs import Knobs
 from sandbox.apiserver.kubelet import (
     BAD_IMAGE_MODES,
     DEFAULT_READY_DELAY,
@@ -44,7 +46,7 @@ from sandbox.apiserver.summary import summarize
 from sandbox.apiserver.watch import HISTORY, WatchCache
 
 
-class Cluster:
+class Cluster(Knobs):
     """A thread-safe, process-local Kubernetes cluster (API objects + controller + kubelet).
 
     Time is read from ``clock`` (monotonic seconds) so tests may drive it; wall-clock
@@ -76,6 +78,9 @@ class Cluster:
         self.controller = DeploymentController(
             self.store, self.kubelet, self.events, self._delete_pod, progress_deadline
         )
+        self.jobs = JobController(
+            self.store, self.kubelet, self.events, lambda kind, ns, name: self._remove(KINDS[kind], ns, name)
+        )
         if bad_images is None:
             bad_images = parse_bad_images(env.get("SANDBOX_BAD_IMAGES", ""))
         for image, mode in bad_images.items():
@@ -86,68 +91,6 @@ class Cluster:
         now = self._clock()
         for ns in ("default", "kube-system"):
             self._ensure_namespace(ns, now)
-
-    # ------------------------------------------------------------------ knobs
-
-    @property
-    def ready_delay(self) -> float:
-        """Seconds from a container's start to Ready (also the crash-loop period)."""
-        return self.kubelet.ready_delay
-
-    @ready_delay.setter
-    def ready_delay(self, value: float) -> None:
-        with self.lock:
-            self.kubelet.ready_delay = value
-            self._wake_all()
-
-    @property
-    def progress_deadline(self) -> float | None:
-        """Overrides every deployment's progressDeadlineSeconds when set (tests need seconds)."""
-        return self.controller.progress_deadline
-
-    @progress_deadline.setter
-    def progress_deadline(self, value: float | None) -> None:
-        with self.lock:
-            self.controller.progress_deadline = value
-            self._wake_all()
-
-    @property
-    def leaky_logs(self) -> bool:
-        """`make run` turns it on so that `/payflow logs` shows the redaction at work."""
-        return self.kubelet.logs.leaky_logs
-
-    @leaky_logs.setter
-    def leaky_logs(self, value: bool) -> None:
-        self.kubelet.logs.leaky_logs = value
-
-    def set_bad_image(self, image_or_tag: str, mode: str = "ImagePullBackOff") -> None:
-        """Mark a full image or a bare tag as broken; pods not yet Ready pick it up on the next tick."""
-        if mode not in BAD_IMAGE_MODES:
-            raise ValueError(f"unknown bad-image mode {mode!r} (want one of {', '.join(BAD_IMAGE_MODES)})")
-        if not image_or_tag:
-            raise ValueError("image must not be empty")
-        with self.lock:
-            self.kubelet.bad_images[image_or_tag] = mode
-            self._wake_all()
-
-    def remove_bad_image(self, image_or_tag: str) -> None:
-        with self.lock:
-            self.kubelet.bad_images.pop(image_or_tag, None)
-            self._wake_all()
-
-    def clear_bad_images(self) -> None:
-        with self.lock:
-            self.kubelet.bad_images.clear()
-            self._wake_all()
-
-    @property
-    def bad_images(self) -> dict[str, str]:
-        with self.lock:
-            return dict(self.kubelet.bad_images)
-
-    def bad_image_mode(self, image: str) -> str | None:
-        with self.lock:
-            return self.kubelet.bad_image_mode(image)
 
     @property
     def resource_version(self) -> str:
@@ -212,8 +155,7 @@ class Cluster:
                 md.pop(transient, None)
             if info.kind == "Event":
                 md.pop("generation", None)
-            admission.default(info, obj, None, self._allocate_cluster_ip)
-            admission.validate(info, name, obj, None)
+            self._admit(info, name, obj, None)
             if info.has_status and info.kind != "Pod":
                 obj["status"] = admission.initial_status(info)
             if dry_run:
@@ -228,6 +170,9 @@ class Cluster:
                 self.controller.sync(ns, obj, now)
             elif info.kind == "Event":
                 self.events.created(ns, name)
+            elif info.kind == "Job":
+                self.jobs.touch(ns, name)
+                self.jobs.sync_pending(now)
             self.store.record(info, ns, name, "create", now)
             return copy.deepcopy(self.store.objects[info.kind][(ns, name)])
 
@@ -434,16 +379,13 @@ class Cluster:
         if self._batching:
             return now
         self.controller.sync_pending(now, self.kubelet.update_all(now))
+        self.jobs.sync_pending(now)
         return now
 
-    def _wake_all(self) -> None:
-        """A knob changed: the kubelet and the controller look at everything on the next tick."""
-        self.kubelet.touch_all()
-        self.controller.touch_all()
-
     def _remove(self, info: KindInfo, ns: str, name: str) -> None:
-        """Remove one object and what it owns: a pod stops running, a deployment's pods go."""
-        self.store.pop(info, ns, name)
+        """Remove one object and what it owns: a pod stops running, a deployment's or a Job's pods
+        go, a CronJob's Jobs go."""
+        obj = self.store.pop(info, ns, name)
         if info.kind == "Pod":
             sim = self.kubelet.forget(ns, name)
             if sim and sim.owner:
@@ -451,6 +393,18 @@ class Cluster:
         elif info.kind == "Deployment":
             for pod in self.controller.forget(ns, name):
                 self._remove(KINDS["Pod"], ns, pod)
+        elif info.kind == "Job":
+            for pod in self.jobs.forget_job(ns, name):
+                self._remove(KINDS["Pod"], ns, pod)
+        elif info.kind == "CronJob" and obj is not None:
+            for job in self.jobs.owned_jobs(ns, obj):
+                self._remove(KINDS["Job"], ns, job["metadata"]["name"])
+
+    def _admit(self, info: KindInfo, name: str, obj: JSON, current: JSON | None) -> None:
+        admission.default(info, obj, current, self._allocate_cluster_ip)
+        admission_more.default(info, obj, current)
+        admission.validate(info, name, obj, current)
+        admission_more.validate(info, name, obj, current)
 
     def _delete_pod(self, ns: str, name: str) -> None:
         self._remove(KINDS["Pod"], ns, name)
@@ -504,8 +458,7 @@ class Cluster:
                 new["status"] = copy.deepcopy(current["status"])
             else:
                 new.pop("status", None)
-        admission.default(info, new, current, self._allocate_cluster_ip)
-        admission.validate(info, name, new, current)
+        self._admit(info, name, new, current)
         if info.kind != "Event" and new.get("spec") != current.get("spec"):
             md["generation"] = int(cur_meta.get("generation") or 1) + 1
         if dry_run:
@@ -517,6 +470,8 @@ class Cluster:
                 self.kubelet.touch((ns, name))
             elif info.kind == "Deployment":
                 self.controller.touch(ns, name)
+            elif info.kind == "Job":
+                self.jobs.touch(ns, name)
         self.store.record(info, ns, name, verb, now)
         return copy.deepcopy(self.store.objects[info.kind][(ns, name)])
 

@@ -27,6 +27,8 @@ SHORT_NAMES = {
     "Ingress": ["ing"],
     "Pod": ["po"],
     "Event": ["ev"],
+    "NetworkPolicy": ["netpol"],
+    "CronJob": ["cj"],
 }
 _SUBRESOURCES: dict[str, list[tuple[str, str, str, list[str]]]] = {
     # plural -> [(subresource, kind, group/version or "", verbs)]
@@ -35,6 +37,8 @@ _SUBRESOURCES: dict[str, list[tuple[str, str, str, list[str]]]] = {
         ("status", "Deployment", "", ["get", "patch", "update"]),
     ],
     "pods": [("log", "Pod", "", ["get"])],
+    "jobs": [("status", "Job", "", ["get", "patch", "update"])],
+    "cronjobs": [("status", "CronJob", "", ["get", "patch", "update"])],
     "services": [("proxy", "ServiceProxyOptions", "", ["get"])],
 }
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sandbox.apiserver import discovery, watch
+from sandbox.apiserver import discovery, protobuf, watch
 from sandbox.apiserver.admin import admin
 from sandbox.apiserver.cluster import Cluster
 from sandbox.apiserver.kinds import JSON, KINDS, ApiError, KindInfo
@@ -149,7 +149,7 @@ class SandboxApp:
         if method == "GET":
             return self._list(info, ns, query, headers)
         if method == "POST":
-            obj = json_body(body)
+            obj = self._body(headers, body)
             created = self.cluster.create(info.kind, obj, namespace=ns, dry_run=self._dry_run(query))
             return Response.json(201, created)
         raise method_not_allowed(method)
@@ -247,7 +247,7 @@ class SandboxApp:
             return Response.json(200, obj)
         if method == "PUT":
             return Response.json(
-                200, self.cluster.replace(info.kind, ns, name, json_body(body), dry_run=dry_run)
+                200, self.cluster.replace(info.kind, ns, name, self._body(headers, body), dry_run=dry_run)
             )
         if method == "PATCH":
             ctype = headers.get("Content-Type") or ""
@@ -303,7 +303,12 @@ class SandboxApp:
                 limit_bytes=query_int(query, "limitBytes"),
             )
             return Response.text(200, text)
-        if info.kind != "Deployment" or sub not in ("scale", "status"):
+        if (info.kind, sub) not in (
+            ("Deployment", "scale"),
+            ("Deployment", "status"),
+            ("Job", "status"),
+            ("CronJob", "status"),
+        ):
             raise not_found_path()
         dry_run = self._dry_run(query)
         if method == "GET":
@@ -333,6 +338,14 @@ class SandboxApp:
                 return Response.json(code, payload)
             return Response.text(404, "404 page not found\n")
         return Response.json(code, payload)
+
+    @staticmethod
+    def _body(headers: Any, body: bytes) -> Any:
+        """JSON, or protobuf as kubectl's typed clients send it (``sandbox.apiserver.protobuf``)."""
+        ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype == protobuf.MEDIA_TYPE:
+            return protobuf.decode_object(body)
+        return json_body(body)
 
     @staticmethod
     def _dry_run(query: Query) -> bool:

@@ -12,15 +12,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.apiserver import runs
 from sandbox.apiserver.events import NODE_NAME, EventRecorder
 from sandbox.apiserver.kinds import JSON, ApiError
 from sandbox.apiserver.pod_logs import ContainerSim, LogWriter, image_tag
+from sandbox.apiserver.runs import NODE_IP, Run
 from sandbox.apiserver.selectors import Requirement, labels_match
 from sandbox.apiserver.storage import Store
 
 BAD_IMAGE_MODES = ("ImagePullBackOff", "CrashLoopBackOff")
 DEFAULT_READY_DELAY = 0.3
-NODE_IP = "10.0.0.10"
 
 __all__ = ["BAD_IMAGE_MODES", "NODE_NAME", "Kubelet", "PodSim", "image_tag", "parse_bad_images"]
 
@@ -60,6 +61,7 @@ class PodSim:
     owner: tuple[str, str] | None = None  # (deployment name, template hash)
     containers: dict[str, ContainerSim] = field(default_factory=dict)
     ready_since: float | None = None
+    run: Run | None = None  # a pod that runs to completion (``sandbox.apiserver.runs``)
 
 
 class Kubelet:
@@ -134,14 +136,26 @@ class Kubelet:
         self._unindex((ns, name))
         return self.pods.pop((ns, name), None)
 
-    def register_pod(self, ns: str, pod: JSON, owner: tuple[str, str] | None, now: float) -> PodSim:
+    def register_pod(
+        self, ns: str, pod: JSON, owner: tuple[str, str] | None, now: float, run: Run | None = None
+    ) -> PodSim:
+        """Start running a stored pod; one with restartPolicy Never/OnFailure runs to completion,
+        doing `run` (a Job's program) or what its annotations say."""
         self._seq += 1
         ip_n = self._seq
         sim = PodSim(
             created=now, seq=self._seq, ip=f"10.244.{(ip_n // 250) % 250}.{ip_n % 250 + 2}", owner=owner
         )
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            sim.containers[c["name"]] = ContainerSim(started=now, mode_since=now)
+        if run is None and runs.runs_to_completion(pod):
+            run = runs.from_annotations(pod["metadata"].get("annotations"))
+        if run is not None:
+            run.started = now + max(self.ready_delay, 0.0)
+            sim.run = run
+        for i, c in enumerate((pod.get("spec") or {}).get("containers") or []):
+            csim = sim.containers[c["name"]] = ContainerSim(started=now, mode_since=now)
+            if run is not None:
+                csim.started, csim.batch = run.started, True
+                csim.extra_log = run.timed_lines() if i == 0 else []
         name = pod["metadata"]["name"]
         self.pods[(ns, name)] = sim
         self._index((ns, name), pod["metadata"].get("labels") or {})
@@ -154,6 +168,16 @@ class Kubelet:
         sim = self.pods.get(key)
         if pod is None or sim is None:
             self.pending.discard(key)
+            return
+        if sim.run is not None:
+            status = runs.status(self._store.ts, pod, sim.created, sim.ip, sim.run, now)
+            if status != pod.get("status"):
+                pod["status"] = status
+                self._store.bump(pod)
+            if status["phase"] in ("Succeeded", "Failed"):
+                self.pending.discard(key)
+            else:
+                self.pending.add(key)
             return
         ns, name = key
         delay = max(self.ready_delay, 0.0)

@@ -46,6 +46,7 @@ class ContainerSim:
     last_exit: tuple[float, float] | None = None  # (started, finished) of the last crashed instance
     ready_since: float | None = None
     extra_log: list[tuple[float, str]] = field(default_factory=list)  # lines added by `add_log_lines`
+    batch: bool = False  # runs to completion: its log is its script's lines (``extra_log``), verbatim
 
 
 class LogWriter:
@@ -67,6 +68,12 @@ class LogWriter:
             if csim.last_exit is None:
                 raise ApiError.bad_request(f'previous terminated container "{name}" in pod "{pod}" not found')
             return self._crash_lines(prefix, name, image, *csim.last_exit)
+        if csim.batch:
+            if now < csim.started:
+                raise ApiError.bad_request(
+                    f'container "{name}" in pod "{pod}" is waiting to start: ContainerCreating'
+                )
+            return [e for e in csim.extra_log if e[0] <= now][-MAX_LOG_LINES:]
         if csim.mode == "ImagePullBackOff":
             raise ApiError.bad_request(
                 f'container "{name}" in pod "{pod}" is waiting to start: trying and failing to pull image'

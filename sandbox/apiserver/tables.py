@@ -53,11 +53,14 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
+def _parse(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 def _age(stamp: str | None, now: datetime) -> str:
     if not stamp:
         return "<unknown>"
-    then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return human_duration((now - then).total_seconds())
+    return human_duration((now - _parse(stamp)).total_seconds())
 
 
 def _col(name: str, type_: str = "string", priority: int = 0, fmt: str = "") -> JSON:
@@ -143,6 +146,72 @@ def _ingress(obj: JSON, now: datetime) -> Cells:
     ]
 
 
+def _network_policy(obj: JSON, now: datetime) -> Cells:
+    selector = selector_to_string((obj.get("spec") or {}).get("podSelector"))
+    return [
+        obj["metadata"]["name"],
+        selector or "<none>",
+        _age(obj["metadata"].get("creationTimestamp"), now),
+    ]
+
+
+def _pod_template(template: JSON | None) -> tuple[str, str]:
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return ",".join(str(c.get("name")) for c in containers), ",".join(str(c.get("image")) for c in containers)
+
+
+def _job(obj: JSON, now: datetime) -> Cells:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    conditions = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+    state = next(
+        (
+            s
+            for s in ("Complete", "Failed", "Suspended", "FailureTarget", "SuccessCriteriaMet")
+            if s in conditions
+        ),
+        "Running",
+    )
+    if spec.get("completions") is not None:
+        completions = f"{status.get('succeeded', 0)}/{spec['completions']}"
+    else:
+        completions = f"{status.get('succeeded', 0)}/1 of {spec.get('parallelism', 1)}"
+    duration = ""
+    if status.get("startTime"):
+        start = _parse(status["startTime"])
+        end = _parse(status["completionTime"]) if status.get("completionTime") else now
+        duration = human_duration((end - start).total_seconds())
+    containers, images = _pod_template(spec.get("template"))
+    return [
+        obj["metadata"]["name"],
+        state,
+        completions,
+        duration,
+        _age(obj["metadata"].get("creationTimestamp"), now),
+        containers,
+        images,
+        selector_to_string(spec.get("selector")) or "<none>",
+    ]
+
+
+def _cronjob(obj: JSON, now: datetime) -> Cells:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    containers, images = _pod_template(job_spec.get("template"))
+    last = status.get("lastScheduleTime")
+    return [
+        obj["metadata"]["name"],
+        spec.get("schedule", ""),
+        spec.get("timeZone") or "<none>",
+        "True" if spec.get("suspend") else "False",
+        len(status.get("active") or []),
+        _age(last, now) if last else "<none>",
+        _age(obj["metadata"].get("creationTimestamp"), now),
+        containers,
+        images,
+        selector_to_string(job_spec.get("selector")) or "<none>",
+    ]
+
+
 def _event(obj: JSON, now: datetime) -> Cells:
     involved = obj.get("involvedObject") or {}
     return [
@@ -205,6 +274,35 @@ _PRINTERS: dict[str, tuple[list[JSON], Callable[[JSON, datetime], Cells]]] = {
     "Ingress": (
         [NAME, _col("Class"), _col("Hosts"), _col("Address"), _col("Ports"), _col("Age")],
         _ingress,
+    ),
+    "NetworkPolicy": ([NAME, _col("Pod-Selector"), _col("Age")], _network_policy),
+    "Job": (
+        [
+            NAME,
+            _col("Status"),
+            _col("Completions"),
+            _col("Duration"),
+            _col("Age"),
+            _col("Containers", priority=1),
+            _col("Images", priority=1),
+            _col("Selector", priority=1),
+        ],
+        _job,
+    ),
+    "CronJob": (
+        [
+            NAME,
+            _col("Schedule"),
+            _col("Timezone"),
+            _col("Suspend"),
+            _col("Active", "integer"),
+            _col("Last Schedule"),
+            _col("Age"),
+            _col("Containers", priority=1),
+            _col("Images", priority=1),
+            _col("Selector", priority=1),
+        ],
+        _cronjob,
     ),
     "Event": (
         [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
