@@ -1,7 +1,7 @@
 """The redactor against its goals: zero leaks, zero false positives, fast enough for the logs of
 1,000 lines × many pods, and linear on adversarial input.
 
-Figures for bot/base/redact.py on the corpus (tests/support/redact_corpus.py), throughput on a
+Figures for bot/base/redact/ on the corpus (tests/support/redact_corpus.py), throughput on a
 realistic 10-pod log excerpt (what `/payflow logs` redacts), and the time for 1 MB of each input
 built to make a backtracking regex blow up. When detect-secrets is importable, the same corpus
 through it (its default plugins and filters, scanning a file as its CLI does) for comparison; it
@@ -144,7 +144,7 @@ def main() -> None:
     print(f"|{'-' * 24}|{'-' * 7}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
     leaks, fps, idem, rate = ours(log)
     idem_word = "yes" if idem else "NO"
-    print(f"| {'bot/base/redact.py':<22} | {leaks:>5} | {fps:>10} | {idem_word:>10} | {rate:>7.1f} |")
+    print(f"| {'bot/base/redact/':<22} | {leaks:>5} | {fps:>10} | {idem_word:>10} | {rate:>7.1f} |")
     theirs = detect_secrets_figures(log)
     if isinstance(theirs, str):
         print(f"| {'detect-secrets':<22} | {theirs}")
