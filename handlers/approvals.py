@@ -5,7 +5,8 @@ is told who won and audited as lost, so an auditor finds exactly one approval.""
 from __future__ import annotations
 
 from bot.base.roles import Role
-from bot.domain.gate.engine import Answer, Gate
+from bot.domain.gate.decisions import Answer
+from bot.domain.gate.engine import Gate
 from bot.domain.views import Notice, Reply
 from handlers.base import Context
 from handlers.deploy import refuse_if_frozen

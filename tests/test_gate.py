@@ -14,7 +14,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from bot.domain.gate.engine import Gate, planned_checks
+from bot.domain.gate.engine import Gate
+from bot.domain.gate.phases import planned_checks
 from bot.domain.gate.record import PREPARING, Change, Lease
 from bot.domain.gate.records import LeaseLost, Records, holding
 from bot.gateways.store import RedisStore

@@ -106,7 +106,7 @@ class Check:
 @dataclass(frozen=True)
 class Change:
     id: str
-    kind: str  # deploy | rollback (blue-green); a kind plugs in via KINDS (bot/domain/gate/engine.py)
+    kind: str  # deploy | rollback (blue-green); a kind plugs in via KINDS (bot/domain/gate/phases.py)
     service: str
     from_color: Color
     to_color: Color
