@@ -14,7 +14,8 @@ from bot.base.roles import Role
 from bot.config.catalog import Catalog, Color
 from bot.domain import topology
 from bot.domain.ports import Notifier
-from bot.gateways.kube import Kube, Snapshot
+from bot.gateways.kube import Kube
+from bot.gateways.kube_objects import Snapshot
 from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

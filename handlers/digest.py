@@ -34,7 +34,7 @@ from bot.domain.views import (
     ScheduleInfo,
     worst,
 )
-from bot.gateways.kube import KubeError, Snapshot
+from bot.gateways.kube_objects import KubeError, Snapshot
 from bot.gateways.prom import Overview, Prom, Reading, ServiceFigures
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable

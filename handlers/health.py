@@ -11,7 +11,7 @@ from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import VERDICTS, HealthItem, HealthReport, Reply, worst
 from bot.gateways.healthcheck import ProbeResult, probe_dependency, probe_many
-from bot.gateways.kube import Snapshot
+from bot.gateways.kube_objects import Snapshot
 from bot.gateways.prom import Prom, Reading
 from handlers.base import Context
 from handlers.registry import at_most, command, service_arg

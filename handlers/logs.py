@@ -16,7 +16,7 @@ from bot.base.redact import redact_lines
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import LogExcerpt, Notice, Reply
-from bot.gateways.kube import KubeError, Unreachable
+from bot.gateways.kube_objects import KubeError, Unreachable
 from bot.gateways.slack import SlackError
 from handlers.base import Context, Refused, live_color
 from handlers.registry import Usage, at_most, command, service_arg, shown, suggest

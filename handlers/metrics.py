@@ -20,7 +20,7 @@ from bot.domain.gate.record import parse_iso
 from bot.domain.topology import live_color
 from bot.domain.views import Figure, MetricsReport, Notice, QueryTable, Reply, Tone
 from bot.gateways.charts import ChartUnavailable, Line, Marker, Panel, render_png_isolated, text_table
-from bot.gateways.kube import KubeError
+from bot.gateways.kube_objects import KubeError
 from bot.gateways.prom import Prom, PromError, PromQueryError, Reading, Scalar, Series, ServiceFigures, now
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import Notice, Reply, Scaled
-from bot.gateways.kube import Conflict
+from bot.gateways.kube_objects import Conflict
 from handlers.base import Context, Refused, live_color
 from handlers.locks import refuse_if_locked
 from handlers.registry import Usage, at_most, command, service_arg, whole_number

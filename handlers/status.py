@@ -9,7 +9,7 @@ from bot.base.roles import Role
 from bot.config.catalog import COLORS, Catalog, Color
 from bot.domain.topology import live_color, traffic_label
 from bot.domain.views import ColorStatus, Reply, ServiceStatus, StatusReport
-from bot.gateways.kube import DeploymentState, PodState, Snapshot
+from bot.gateways.kube_objects import DeploymentState, PodState, Snapshot
 from handlers.base import Context
 from handlers.registry import at_most, command, service_arg
 

@@ -23,7 +23,8 @@ from bot.config.metrics import Probe
 from bot.config.settings import Settings
 from bot.gateways.alertmanager import Alertmanager, AlertmanagerError
 from bot.gateways.healthcheck import probe_dependency
-from bot.gateways.kube import Kube, Unreachable
+from bot.gateways.kube import Kube
+from bot.gateways.kube_objects import Unreachable
 from bot.gateways.prom import Prom, PromUnavailable
 from bot.gateways.slack import DeliveryFailed, DeliveryPolicy, SlackGateway, make_client
 from bot.gateways.store import AuditEntry, RedisStore, StoreUnavailable

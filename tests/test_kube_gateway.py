@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.gateways.kube import Conflict, Kube, KubeError, NotFound, Unreachable
+from bot.gateways.kube import Kube
+from bot.gateways.kube_objects import Conflict, KubeError, NotFound, Unreachable
 
 
 @pytest.fixture

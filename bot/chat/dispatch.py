@@ -16,7 +16,7 @@ from bot.chat.blocks import Message, render
 from bot.chat.notifier import post_with_files
 from bot.domain.policy import Caller, Policy
 from bot.domain.views import Notice, Reply, Tone
-from bot.gateways.kube import KubeError, Unreachable
+from bot.gateways.kube_objects import KubeError, Unreachable
 from bot.gateways.slack import MessageRef, SlackError, SlackGateway
 from bot.gateways.store import AuditEntry, StoreUnavailable
 from handlers import ACTIONS, COMMANDS, Parsed, Usage, parse

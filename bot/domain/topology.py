@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.config.catalog import COLORS, Catalog, Color
-from bot.gateways.kube import IngressState, Kube, Route, ServiceState
+from bot.gateways.kube import Kube
+from bot.gateways.kube_objects import IngressState, Route, ServiceState
 
 
 def color_named(catalog: Catalog, service: str, value: str | None) -> Color | None:

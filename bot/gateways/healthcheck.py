@@ -14,7 +14,8 @@ import httpx
 
 from bot.config.catalog import Catalog, Color
 from bot.config.metrics import Probe
-from bot.gateways.kube import Kube, NotStarted, Unreachable
+from bot.gateways.kube import Kube
+from bot.gateways.kube_objects import NotStarted, Unreachable
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from bot.domain.gate.messages import Gateways
 from bot.domain.gate.record import BOT, Change, Check, new_id
 from bot.domain.smoke import smoke_test
 from bot.domain.topology import color_named, traffic_route, traffic_value
-from bot.gateways.kube import Conflict, DeploymentState, KubeError, PodState, Unreachable
+from bot.gateways.kube_objects import Conflict, DeploymentState, KubeError, PodState, Unreachable
 
 log = logging.getLogger(__name__)
 

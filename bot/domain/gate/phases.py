@@ -56,7 +56,7 @@ from bot.domain.gate.record import (
 )
 from bot.domain.gate.records import Holder, LeaseLost, Moved, Records, holding, new_owner
 from bot.domain.views import Tone
-from bot.gateways.kube import KubeError
+from bot.gateways.kube_objects import KubeError
 
 log = logging.getLogger(__name__)
 
