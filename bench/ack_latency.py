@@ -30,7 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sandbox import demo  # noqa: E402
-from sandbox.local import child_pids, free_port, redis_command, serve_process, stop_newest_first  # noqa: E402
+from sandbox.local import (  # noqa: E402
+    child_pids,
+    free_port,
+    redis_command,
+    serve_process,
+    stop_newest_first,
+    wait_until,
+)
 from sandbox.slack_requests import SignedRequest, SlackRequests  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -70,15 +77,17 @@ threading.Event().wait()
 
 
 def wait_http(url: str, timeout: float = 20.0) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
+    """Seconds until `url` answers below 500."""
+
+    def answers() -> bool:
         try:
-            if httpx.get(url, timeout=0.5).status_code < 500:
-                return time.perf_counter() - start
+            return httpx.get(url, timeout=0.5).status_code < 500
         except httpx.HTTPError:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"{url} did not come up")
+            return False
+
+    start = time.perf_counter()
+    wait_until(answers, timeout, f"{url} to answer", poll=0.01)
+    return time.perf_counter() - start
 
 
 def rss_mb(pid: int) -> float:
@@ -179,9 +188,7 @@ def main() -> None:
             sys.executable, "-c", STUB, TOKEN, str(free_port()), stdout=subprocess.PIPE, outside=True
         )
         api_url = stub.stdout.readline().decode().strip()  # type: ignore[union-attr]
-        deadline = time.monotonic() + 20
-        while not kubeconfig.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(kubeconfig.exists, 20, "the sandbox's kubeconfig")
 
         ours_port, bare_port = free_port(), free_port()
         started = time.perf_counter()

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,16 +23,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, poll: float = 0.01) -> T:
-    """The predicate's first truthy value; TimeoutError naming `what` when the deadline passes."""
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, poll: float = 0.02) -> T:
+    """The predicate's first truthy value, asked again every `poll` seconds until `timeout`: the
+    one wait of the tests and benches, so every wait has a deadline and a timeout says what never
+    happened (an AssertionError naming `what` and the last value seen). Exceptions from the
+    predicate propagate: a wait retries nothing it was not asked to."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {_shown(value)}")
+        time.sleep(min(poll, left))
+
+
+def _shown(value: object, limit: int = 500) -> str:
+    """A value's repr for a failure message, cut visibly when long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def child_pids(pid: int) -> list[int]:
@@ -51,12 +61,16 @@ def child_pids(pid: int) -> list[int]:
 SETTINGS_PREFIXES = ("SLACK_", "REDIS_", "PAYFLOW_", "ALERTMANAGER_", "PROMETHEUS_", "KUBECONFIG")
 
 
-def serve_process(port: int, settings: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[Any]:
+def serve_process(
+    port: int, settings: dict[str, str], *args: str, wrap: Sequence[str] = (), **popen: Any
+) -> subprocess.Popen[Any]:
     """`payflow-bot serve [args]` on loopback, configured only by `settings` (the environment
-    contract): whatever the calling shell has set for the bot is dropped, so nothing leaks in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_"))}
+    contract): whatever the calling shell has set for the bot (or matplotlib) is dropped, so
+    nothing leaks in. `wrap` runs it under another command (`unshare ... sh -c ...`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_", "MPL"))}
     env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
     command = [
+        *wrap,
         sys.executable,
         "-m",
         "bot.shell.cli",

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,14 @@ from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.cluster import Cluster
 from sandbox.k8s_api import SandboxServer
+from sandbox.local import wait_until
 from sandbox.seed import seed
 from sandbox.slack_api import SlackApiStub
 from sandbox.slack_requests import SlackRequests
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 from tests.support.redis_server import RedisServer, redis_server_fixture
+from tests.support.served import Served
 
 BOT_TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
@@ -99,14 +100,12 @@ class Cluster8s:
             **{f"svc/{s.metadata.name}": s.metadata.resource_version for s in svcs},
         }
 
+    def settled(self) -> bool:
+        deps = self.apps.list_namespaced_deployment(self.ns, _request_timeout=5).items
+        return all((d.status.ready_replicas or 0) == d.spec.replicas for d in deps)
+
     def wait_settled(self, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            deps = self.apps.list_namespaced_deployment(self.ns, _request_timeout=5).items
-            if all((d.status.ready_replicas or 0) == d.spec.replicas for d in deps):
-                return
-            time.sleep(0.02)
-        raise AssertionError("sandbox deployments did not become ready")
+        wait_until(self.settled, timeout, "every sandbox deployment to be ready")
 
 
 @pytest.fixture
@@ -131,6 +130,26 @@ def settings(slack: SlackApiStub, redis_url: str, kubeconfig: Path) -> Settings:
         redis_url=redis_url,
         kubeconfig=str(kubeconfig),
     )
+
+
+StartServe = Callable[..., Served]
+
+
+@pytest.fixture
+def start_serve() -> Iterator[StartServe]:
+    """`start_serve(settings, *args, wait=True, wrap=())`: a real `payflow-bot serve` process
+    (tests.support.served.Served), up on /healthz unless `wait=False`; each one started is stopped
+    at the end, gracefully, so no worker outlives the test and reads the next one's jobs."""
+    started: list[Served] = []
+
+    def start(settings: dict[str, str], *args: str, wait: bool = True, wrap: tuple[str, ...] = ()) -> Served:
+        served = Served(settings, *args, wrap=wrap)
+        started.append(served)
+        return served.wait_up() if wait else served
+
+    yield start
+    for served in started:
+        served.stop()
 
 
 @pytest.fixture

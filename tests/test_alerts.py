@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import threading
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,10 +17,10 @@ import pytest
 from bot.config.catalog import CatalogError, load_catalog, parse_catalog
 from bot.shell.runtime import build_runtime
 from handlers.alerts import PREFIX, group_id, record_key
-from sandbox.local import serve_process
+from sandbox.local import wait_until
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
-from tests.support.alertmanager import AlertmanagerServer, free_port
+from tests.support.alertmanager import AlertmanagerServer
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 
@@ -458,11 +456,10 @@ def test_severity_routes_a_group_to_its_channel(settings, catalog, k8s_view, sla
 
 
 def test_serve_hands_notifications_to_its_worker_process(
-    slack, redis_url, redis_server, kubeconfig, k8s_view
+    slack, redis_url, redis_server, kubeconfig, k8s_view, start_serve
 ):
     """The real `serve`: the web process validates and answers, the worker process posts (the
     job crosses the process boundary as pickled data)."""
-    port = free_port()
     settings = {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -471,35 +468,19 @@ def test_serve_hands_notifications_to_its_worker_process(
         "KUBECONFIG": str(kubeconfig),
         "ALERTMANAGER_WEBHOOK_TOKEN": TOKEN,
     }
-    proc = serve_process(port, settings, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.05)
-        doc = payload("firing", [alert("firing")])
-        headers = {"authorization": f"Bearer {TOKEN}"}
-        assert httpx.post(url + "/alertmanager", json=doc, headers=headers, timeout=5).status_code == 200
-        assert httpx.post(url + "/alertmanager", json=doc, timeout=5).status_code == 401
-        message = wait_message(slack, lambda m: "FIRING" in m.text)
-        assert "HighErrorRate" in message.text
-        deadline = time.monotonic() + 10
-        while (
-            not [r for r in group_records(redis_server).values() if r["ts"]] and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)  # the worker records the message right after posting it
-        [(_, record)] = group_records(redis_server).items()
-        assert record["ts"] == message.ts
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        stderr = proc.stderr.read() if proc.stderr else ""
-    assert TOKEN not in stderr
+    served = start_serve(settings)
+    doc = payload("firing", [alert("firing")])
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    assert served.http.post("/alertmanager", json=doc, headers=headers, timeout=5).status_code == 200
+    assert served.http.post("/alertmanager", json=doc, timeout=5).status_code == 401
+    message = wait_message(slack, lambda m: "FIRING" in m.text)
+    assert "HighErrorRate" in message.text
+    # the worker records the message right after posting it
+    wait_until(lambda: any(r["ts"] for r in group_records(redis_server).values()), 10, "the group's record")
+    [record] = group_records(redis_server).values()
+    assert record["ts"] == message.ts
+    served.stop()
+    assert TOKEN not in served.text()
 
 
 def test_silence_refused_when_alertmanager_is_down_changes_nothing(am, bot, chat, slack):

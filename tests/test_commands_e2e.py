@@ -8,7 +8,9 @@ import time
 import pytest
 
 from sandbox import demo
+from sandbox.local import wait_until
 from sandbox.slack_requests import SlackRequests
+from tests.support.chat import Answer
 
 
 def _post_texts(answer) -> str:
@@ -50,12 +52,12 @@ def test_status_of_one_service_and_problems_stand_out(chat, k8s_view, cluster):
         _content_type="application/strategic-merge-patch+json",
         _request_timeout=5,
     )
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def crashing() -> Answer | None:
         answer = chat.run("status wallet-service")
-        if "CrashLoopBackOff" in _post_texts(answer):
-            break
-        time.sleep(0.05)
+        return answer if "CrashLoopBackOff" in _post_texts(answer) else None
+
+    answer = wait_until(crashing, 5, "status to show the CrashLoopBackOff", poll=0.05)
     body = _post_texts(answer)
     assert "*wallet-service*" in body and "api-gateway" not in body
     assert "\n🔴 *wallet-service* — live: *blue*\n" in body

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from bot.gateways.store import open_store
 from bot.shell.console import Console, _repl, open_console
+from sandbox.local import wait_until
 from tests.conftest import Cluster8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +51,11 @@ def run_session(
             out.write(prompt)
             for step in script:
                 if isinstance(step, Wait):
-                    deadline = time.monotonic() + WAIT_SECONDS
-                    while step not in out.getvalue()[mark:]:
-                        assert time.monotonic() < deadline, f"never printed: {step!r}\n{out.getvalue()}"
-                        time.sleep(0.05)
+                    printed = lambda s=step, m=mark: s in out.getvalue()[m:]  # noqa: E731
+                    try:
+                        wait_until(printed, WAIT_SECONDS, f"the console to print {step!r}", poll=0.05)
+                    except AssertionError as exc:
+                        raise AssertionError(f"{exc}; it printed:\n{out.getvalue()}") from None
                 elif callable(step):
                     step(console)
                 else:
@@ -370,9 +371,7 @@ def test_a_chart_is_saved_as_png_and_opened_on_request(tmp_path, monkeypatch):
     assert chart.path.suffix == ".png" and chart.path.read_bytes().startswith(b"\x89PNG")
     assert "/open 1 to look at it" in out
     assert f"Opened {chart.path} with xdg-open." in out
-    deadline = time.monotonic() + 10
-    while not opened.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(opened.exists, 10, "the viewer to be run", poll=0.05)
     assert opened.read_text().strip() == str(chart.path)
     assert f"No image viewer on this machine (no display): the file is {chart.path}" in out
 

@@ -4,7 +4,6 @@ slot posted late once, and a digest still posted (saying what is unavailable) wi
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from bot.config.settings import Settings
 from bot.gateways.store import open_store
 from bot.shell.runtime import build_runtime
 from handlers.digest import Scheduler, last_key, slot_key
+from sandbox.local import wait_until
 from sandbox.prometheus import PrometheusServer
 from sandbox.slack_api import SlackApiStub
 from tests.support.bot_server import BotServer
@@ -93,9 +93,7 @@ def test_an_on_time_slot_is_posted_exactly_once_by_two_racing_bots(settings, cat
                 pool.map(lambda pair: pair[0].call(pair[1].tick()), zip(bots, schedulers, strict=True))
             )
         key = slot_key("hourly-errors", slot)
-        deadline = time.monotonic() + 15
-        while not _texts(slack) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: _texts(slack), 15, "the digest's post", poll=0.05)
         for bot in bots:
             bot.idle()
         record = bots[0].call(bots[0].runtime.store.get(key))
@@ -124,9 +122,7 @@ def test_a_slot_missed_while_down_is_posted_late_once(settings, catalog, k8s_vie
     catalog = catalog.model_copy(update={"digests": [schedule]})
     servers = [BotServer(build_runtime(settings, catalog)).start() for _ in range(2)]  # both schedulers run
     try:
-        deadline = time.monotonic() + 15
-        while not _texts(slack) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: _texts(slack), 15, "the late digest's post", poll=0.05)
         for server in servers:
             server.idle()
         record = servers[0].call(servers[0].runtime.store.get(slot_key("hourly-errors", latest)))

@@ -30,7 +30,6 @@ from tests.support.fuzz import MARKER, Fuzzer
 from tests.support.served import Served
 from tests.support.socket_mode import SocketModeServer
 
-ROOT = Path(__file__).resolve().parents[1]
 APP_TOKEN = "xapp-1-A0PAYFLOW-1-socketmodetoken"
 WEBHOOK_TOKEN = "alertmanager-webhook-token-for-tests"
 CARD = "4111 1111 1111 1111"
@@ -59,24 +58,27 @@ def serve_env(slack, redis_url, kubeconfig, tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def http_served(serve_env, k8s_view) -> Iterator[Served]:
-    served = Served(serve_env).wait_up()
-    yield served
-    served.stop()
+def http_served(serve_env, k8s_view, start_serve) -> Served:
+    return start_serve(serve_env)
 
 
 @pytest.fixture
-def socket_served(serve_env, slack, k8s_view) -> Iterator[Served]:
-    socket = SocketModeServer().start()  # readiness includes the socket: give it one to open
+def socket_endpoint() -> Iterator[SocketModeServer]:
+    socket = SocketModeServer().start()
+    yield socket
+    socket.stop()
+
+
+@pytest.fixture
+def socket_served(serve_env, slack, k8s_view, socket_endpoint, start_serve) -> Served:
+    socket = socket_endpoint  # readiness includes the socket: give it one to open
     slack.app_token, slack.socket_url = APP_TOKEN, socket.url
-    served = Served({**serve_env, "SLACK_APP_TOKEN": APP_TOKEN}, "--socket-mode").wait_up()
+    served = start_serve({**serve_env, "SLACK_APP_TOKEN": APP_TOKEN}, "--socket-mode")
     # it really is in Socket Mode: it asked the Slack stand-in for a socket URL
     slack.wait_for(lambda s: s.calls_to("apps.connections.open"), timeout=15)
     wait_until(lambda: served.http.get("/readyz").json().get("socket") == "ok", 15, "the socket to open")
     served.socket = socket
-    yield served
-    served.stop()
-    socket.stop()
+    return served
 
 
 def store_snapshot(redis_server) -> dict[bytes, bytes | None]:
@@ -416,8 +418,10 @@ def test_signed_bad_input_is_a_4xx_with_one_log_line_and_changes_nothing(
         [record] = wait_until(lambda m=mark: refusals(served, m), 5, f"the log line for {what}")
         assert reason in record["message"] and record["message"].endswith(f"({len(body)} bytes)"), what
     assert served.http.get("/slack/events").status_code == 405
+    expected = len(SIGNED_BAD_INPUT) + 1  # the GET's refusal too, read from the pipe a moment later
+    wait_until(lambda: len(refusals(served, start)) >= expected, 5, "the GET's refusal line")
     records = served.records(start)
-    assert len(refusals(served, start)) == len(SIGNED_BAD_INPUT) + 1
+    assert len(refusals(served, start)) == expected
     assert [r for r in records if "exc_info" in r or r["level"] == "ERROR"] == []
     assert commands_counted(served) == 0
     assert (k8s_view.fingerprint(), store_snapshot(redis_server), slack_calls(slack)) == before
@@ -470,22 +474,19 @@ FORGED = "10.1.2.3\x852026-11-30 INFO payflow: approved by U0BOB\x9b31m"  # NEL,
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_a_log_line_cannot_be_forged(serve_env, k8s_view, fmt):
+def test_a_log_line_cannot_be_forged(serve_env, k8s_view, fmt, start_serve):
     """Uvicorn trusts X-Forwarded-For from loopback, so the remote address in a refusal is text
     from outside: a NEL (a line break to `str.splitlines`) and a C1 control stay escaped."""
-    served = Served({**serve_env, "LOG_FORMAT": fmt}).wait_up()
-    try:
-        start = len(served.lines())
-        headers = {"x-forwarded-for": FORGED.encode("latin-1")}
-        assert served.http.post("/slack/events", content=b"text=x", headers=headers).status_code == 401
-        line = wait_until(lambda: [ln for ln in served.lines(start) if "refused" in ln], 5, "the refusal")[0]
-        assert len(line.splitlines()) == 1 and "\x85" not in line and "\x9b" not in line
-        if fmt == "json":
-            assert json.loads(line)["message"].startswith(f"refused a Slack request from {FORGED}:")
-        else:
-            assert "refused a Slack request from 10.1.2.3\\x852026-11-30 INFO payflow: approved" in line
-    finally:
-        served.stop()
+    served = start_serve({**serve_env, "LOG_FORMAT": fmt})
+    start = len(served.lines())
+    headers = {"x-forwarded-for": FORGED.encode("latin-1")}
+    assert served.http.post("/slack/events", content=b"text=x", headers=headers).status_code == 401
+    line = wait_until(lambda: [ln for ln in served.lines(start) if "refused" in ln], 5, "the refusal")[0]
+    assert len(line.splitlines()) == 1 and "\x85" not in line and "\x9b" not in line
+    if fmt == "json":
+        assert json.loads(line)["message"].startswith(f"refused a Slack request from {FORGED}:")
+    else:
+        assert "refused a Slack request from 10.1.2.3\\x852026-11-30 INFO payflow: approved" in line
 
 
 def test_socket_mode_refuses_malformed_envelopes_in_one_line(socket_served, slack, k8s_view):

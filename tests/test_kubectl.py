@@ -11,13 +11,13 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from sandbox.cluster import Cluster
 from sandbox.k8s_api import SandboxServer
+from sandbox.local import wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None,
@@ -38,6 +38,7 @@ class Kubectl:
         dropped = ("KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
         self.env = {k: v for k, v in os.environ.items() if k not in dropped}
         self.env.update(KUBECONFIG=str(kubeconfig), HOME=str(home))  # its discovery cache goes to HOME
+        self.home = home
 
     def __call__(
         self, command: str, *, ok: bool = True, stdin: str | None = None
@@ -57,13 +58,16 @@ class Kubectl:
         return done
 
     def popen(self, command: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            ["kubectl", *shlex.split(command)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        """A long-running kubectl whose stdout the test reads; stderr goes to a file, as a pipe
+        nobody reads would block kubectl once full."""
+        with (self.home / "kubectl-popen.stderr").open("a") as stderr:
+            return subprocess.Popen(
+                ["kubectl", *shlex.split(command)],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
 
 
 @pytest.fixture
@@ -164,13 +168,10 @@ def test_get_watch_prints_each_change(kubectl: Kubectl, cluster: Cluster):
         for _ in range(8):  # the current state first
             watcher.stdout.readline()
         cluster.patch("Deployment", NS, "auth-service-green", {"spec": {"replicas": 2}})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # readline blocks only until kubectl prints the next change
-            row = watcher.stdout.readline().split()
-            if row[:2] == ["auth-service-green", "2/2"]:
-                break
-        else:
-            raise AssertionError("kubectl get -w never showed auth-service-green 2/2")
+        stdout = watcher.stdout
+        # readline blocks only until kubectl prints the next change
+        shown = lambda: stdout.readline().split()[:2] == ["auth-service-green", "2/2"]  # noqa: E731
+        wait_until(shown, 10, "kubectl get -w to show auth-service-green 2/2", poll=0)
     finally:
         watcher.terminate()
         watcher.wait(5)

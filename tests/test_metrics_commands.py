@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +22,7 @@ from bot.domain.gate.record import Change
 from bot.gateways.charts import COLOR_OF
 from bot.shell.runtime import build_runtime
 from sandbox import demo
-from sandbox.local import ROOT, SETTINGS_PREFIXES, free_port, wait_until
+from sandbox.local import free_port, wait_until
 from sandbox.prometheus import PrometheusServer
 from sandbox.slack_requests import SlackRequests
 from sandbox.traffic import BAD, GOOD
@@ -298,13 +296,11 @@ needs_mount_namespace = pytest.mark.skipif(
 
 
 @pytest.fixture
-def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, tmp_path):  # noqa: F811
+def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, tmp_path, start_serve):  # noqa: F811
     """`serve` as the pod runs it: /tmp, /var/tmp and the working directory read-only, HOME and
     MPLCONFIGDIR unwritable; `scratch` (an emptyDir) is the only writable place when asked."""
-    started: list[subprocess.Popen] = []
 
     def start(*, scratch: bool) -> str:
-        port = free_port()
         catalog_file = tmp_path / "payflow.yaml"
         demo.demo_catalog_file(catalog_file, operators=())
         scratch_dir = tmp_path / "scratch"
@@ -330,32 +326,10 @@ def read_only_serve(slack, redis_url, kubeconfig, k8s_view, history_prometheus, 
             "SCRATCH": str(scratch_dir) if scratch else "",
             "TMPDIR": str(scratch_dir) if scratch else "/tmp",
         }
-        wrap = ["unshare", "-m", "sh", "-c", READ_ONLY_TMP, "sh"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith((*SETTINGS_PREFIXES, "LOG_", "MPL"))}
-        env.update({"PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **settings})
-        command = [*wrap, sys.executable, "-m", "bot.shell.cli", "serve", "--no-worker", "--port", str(port)]
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        started.append(proc)
-        url = f"http://127.0.0.1:{port}"
+        wrap = ("unshare", "-m", "sh", "-c", READ_ONLY_TMP, "sh")
+        return start_serve(settings, "--no-worker", wrap=wrap).url
 
-        def up() -> bool:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 20, "serve to answer /healthz")
-        return url
-
-    yield start
-    for proc in started:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 def _metrics_over_http(url: str, slack) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -25,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sandbox.cluster import ApiError, Cluster, apply_json_patch, parse_label_selector, strategic_merge_patch
 from sandbox.k8s_api import SandboxServer
+from sandbox.local import wait_until
 
 NS = "payflow"
 IMAGE = "payflow/api-gateway:v1.0.0"
@@ -33,7 +33,6 @@ STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 POD_NAME = re.compile(r"^api-gateway-blue-[bcdfghjklmnpqrstvwxz2456789]{10}-[a-z]{5}$")
-R = TypeVar("R")
 
 
 def _labels(color: str) -> dict[str, str]:
@@ -79,18 +78,6 @@ def _ingress() -> dict[str, Any]:
         "metadata": {"name": "payflow-ingress", "namespace": NS},
         "spec": {"rules": [{"host": "payflow.com", "http": {"paths": [path]}}]},
     }
-
-
-def poll(fn: Callable[[], R], what: str, timeout: float = 10.0) -> R:
-    """Wait for ``fn()`` to become truthy; the sandbox is asynchronous like a real cluster."""
-    deadline = time.monotonic() + timeout
-    last: R = fn()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-        time.sleep(0.02)
-        last = fn()
-    return last
 
 
 @dataclass
@@ -165,7 +152,7 @@ def server(sim: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxSer
 def kube(server: SandboxServer, tmp_path: Path) -> Iterator[Kube]:
     view = Kube.connect(server.write_kubeconfig(tmp_path / "sandbox.kubeconfig", namespace=NS))
     for color in ("blue", "green"):
-        poll(lambda c=color: view.rolled_out(f"api-gateway-{c}", c), f"{color} to settle")
+        wait_until(lambda c=color: view.rolled_out(f"api-gateway-{c}", c), 10, f"{color} to settle")
     yield view
     view.api.close()
 
@@ -422,7 +409,7 @@ def test_strategic_merge_of_an_image_rolls_the_pods(kube: Kube, sim: Cluster) ->
     assert container.ports[0].container_port == 3000  # merged by name, not replaced
     assert out.metadata.generation == 2
 
-    done = poll(lambda: kube.rolled_out("api-gateway-blue", "blue"), "the v1.1.0 rollout")
+    done = wait_until(lambda: kube.rolled_out("api-gateway-blue", "blue"), 10, "the v1.1.0 rollout")
     assert done.status.observed_generation == 2
     progressing = kube.progressing("api-gateway-blue")
     assert (progressing.status, progressing.reason) == ("True", "NewReplicaSetAvailable")
@@ -457,7 +444,7 @@ def test_old_pods_stay_until_new_ones_are_ready(kube: Kube, sim: Cluster) -> Non
         reasons = [getattr(p.status.container_statuses[0].state.waiting, "reason", None) for p in pods]
         return pods if "ImagePullBackOff" in reasons else None
 
-    pods = poll(stalled, "the surge pod to stall")
+    pods = wait_until(stalled, 10, "the surge pod to stall")
     old = [p for p in pods if p.spec.containers[0].image == IMAGE]
     assert len(pods) == 4 and len(old) == 3  # maxSurge 25% of 3 rounds up to 1, maxUnavailable down to 0
     assert all(p.status.container_statuses[0].ready for p in old)
@@ -465,7 +452,7 @@ def test_old_pods_stay_until_new_ones_are_ready(kube: Kube, sim: Cluster) -> Non
     assert (status.updated_replicas, status.available_replicas, status.unavailable_replicas) == (1, 3, 1)
 
     sim.clear_bad_images()  # the image gets pushed after all: the kubelet's next pull succeeds
-    poll(lambda: kube.rolled_out("api-gateway-blue", "blue"), "the rollout to finish after the fix")
+    wait_until(lambda: kube.rolled_out("api-gateway-blue", "blue"), 10, "the rollout to finish after the fix")
 
 
 def test_scale_subresource_read_and_replace(kube: Kube, sim: Cluster) -> None:
@@ -478,7 +465,7 @@ def test_scale_subresource_read_and_replace(kube: Kube, sim: Cluster) -> None:
     out = kube.apps.replace_namespaced_deployment_scale("api-gateway-green", NS, scale, _request_timeout=T)
     assert out.spec.replicas == 5 and out.metadata.resource_version != stale_rv
     assert kube.deployment("api-gateway-green").metadata.generation == 2
-    poll(lambda: kube.rolled_out("api-gateway-green", "green"), "5 green pods")
+    wait_until(lambda: kube.rolled_out("api-gateway-green", "green"), 10, "5 green pods")
     assert len(kube.pods("color=green")) == 5
 
     stale = k8s.V1Scale(
@@ -493,7 +480,7 @@ def test_scale_subresource_read_and_replace(kube: Kube, sim: Cluster) -> None:
     kube.apps.patch_namespaced_deployment_scale(
         "api-gateway-green", NS, {"spec": {"replicas": 0}}, _content_type=MERGE, _request_timeout=T
     )
-    poll(lambda: not kube.pods("color=green"), "green to scale to zero")
+    wait_until(lambda: not kube.pods("color=green"), 10, "green to scale to zero")
     status = kube.deployment("api-gateway-green").status
     assert (status.replicas, status.ready_replicas, status.available_replicas) == (0, 0, 0)
     assert sim.writes("Deployment", NS, "api-gateway-green") == 3
@@ -520,10 +507,11 @@ def test_bad_image_pull_backoff_hits_the_progress_deadline(kube: Kube, server: S
                 return pod
         return None
 
-    pod = poll(stuck_pod, "a pod in ImagePullBackOff")
+    pod = wait_until(stuck_pod, 10, "a pod in ImagePullBackOff")
     assert pod.status.phase == "Pending" and not pod.status.container_statuses[0].ready
-    cond = poll(
+    cond = wait_until(
         lambda: (c := kube.progressing("api-gateway-green")).reason == "ProgressDeadlineExceeded" and c,
+        10,
         "ProgressDeadlineExceeded",
     )
     assert cond.status == "False"
@@ -556,7 +544,7 @@ def test_crash_loop_restarts_and_logs_errors(kube: Kube, sim: Cluster) -> None:
                 return pod
         return None
 
-    pod = poll(crashing, "a pod in CrashLoopBackOff")
+    pod = wait_until(crashing, 10, "a pod in CrashLoopBackOff")
     cs = pod.status.container_statuses[0]
     assert pod.status.phase == "Running" and cs.last_state.terminated.exit_code == 1
     text = kube.core.read_namespaced_pod_log(pod.metadata.name, NS, _request_timeout=T)
@@ -577,7 +565,7 @@ def test_rollout_restart_annotation_rolls_pods(kube: Kube) -> None:
     kube.apps.patch_namespaced_deployment(
         "api-gateway-blue", NS, patch, _content_type=STRATEGIC, _request_timeout=T
     )
-    poll(lambda: kube.rolled_out("api-gateway-blue", "blue"), "the restart rollout")
+    wait_until(lambda: kube.rolled_out("api-gateway-blue", "blue"), 10, "the restart rollout")
     pods = kube.pods("color=blue")
     assert len(pods) == 3 and not old & {p.metadata.name for p in pods}
     assert {p.spec.containers[0].image for p in pods} == {IMAGE}
@@ -630,7 +618,7 @@ def test_service_proxy_health(kube: Kube, sim: Cluster) -> None:
     kube.apps.patch_namespaced_deployment_scale(
         "api-gateway-green", NS, {"spec": {"replicas": 0}}, _content_type=MERGE, _request_timeout=T
     )
-    poll(lambda: health("api-gateway-green")[0] == 503, "green health to fail at zero replicas")
+    wait_until(lambda: health("api-gateway-green")[0] == 503, 10, "green health to fail at zero replicas")
     assert health("api-gateway-blue:9999")[0] == 503
     assert health("no-such-service")[0] == 404
 
@@ -638,11 +626,12 @@ def test_service_proxy_health(kube: Kube, sim: Cluster) -> None:
 def test_deleting_a_deployment_deletes_its_pods_and_a_deleted_pod_comes_back(kube: Kube) -> None:
     victim = kube.pods("color=blue")[0].metadata.name
     kube.core.delete_namespaced_pod(victim, NS, _request_timeout=T)
-    poll(
+    wait_until(
         lambda: (
             len(kube.pods("color=blue")) == 3
             and victim not in {p.metadata.name for p in kube.pods("color=blue")}
         ),
+        10,
         "a replacement pod",
     )
     kube.apps.delete_namespaced_deployment("api-gateway-green", NS, _request_timeout=T)

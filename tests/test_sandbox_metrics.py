@@ -3,7 +3,6 @@ the error rate, and a dependency knocked out through the sandbox's admin endpoin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from sandbox import business
 from sandbox.k8s_api import SandboxServer
+from sandbox.local import wait_until
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import GOOD, history, rps_of
 from tests.support.prom import with_prometheus, without_digests
@@ -93,13 +93,12 @@ def test_a_bad_deploy_visibly_raises_the_error_rate(chat, k8s_view, scraping_pro
         ],
         _request_timeout=5,
     )
-    deadline = time.monotonic() + 30
-    while True:
+
+    def red() -> str | None:
         body = _body(chat.run("metrics api-gateway 1m"))
-        if "🔴 error rate" in body or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert "🔴 error rate" in body
+        return body if "🔴 error rate" in body else None
+
+    body = wait_until(red, 30, "the metrics to show the green error rate in red", poll=0.5)
     assert "live: 🟢 green" in body
 
 

@@ -56,7 +56,8 @@ def _sandbox_cli(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         str(tmp_path / "kubeconfig"),
         *args,
     ]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with (tmp_path / "sandbox.stderr").open("w") as stderr:  # a file: an unread pipe would fill up
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def test_the_sandbox_command_writes_the_grown_catalog(tmp_path: Path):
@@ -76,7 +77,8 @@ def test_the_sandbox_command_writes_the_grown_catalog(tmp_path: Path):
 
 def test_the_sandbox_command_refuses_too_few_services(tmp_path: Path):
     proc = _sandbox_cli(tmp_path, "--services", "2")
-    _, err = proc.communicate(timeout=30)
+    proc.communicate(timeout=30)
+    err = (tmp_path / "sandbox.stderr").read_text()
     assert proc.returncode == 2 and "--services: the catalog already has 4 services" in err
     assert not (tmp_path / "kubeconfig").exists()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ import httpx
 import pytest
 
 from sandbox import demo
-from sandbox.local import serve_process, wait_until
+from sandbox.local import wait_until
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.support.socket_mode import SocketModeServer
 
-ROOT = Path(__file__).resolve().parents[1]
 APP_TOKEN = "xapp-1-A0PAYFLOW-test"
 DRAIN_BOUND = 45  # seconds from SIGTERM to exit, as the manifest's terminationGracePeriodSeconds assumes
 
@@ -46,42 +44,13 @@ def _settings(slack, kubeconfig: Path, tmp_path: Path, **extra: str) -> dict[str
     }
 
 
-def _port() -> int:
-    from sandbox.local import free_port
-
-    return free_port()
-
-
-def _start(settings: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
-    port = _port()
-    proc = serve_process(port, settings, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _up(proc: subprocess.Popen[str], url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        return False
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
 # ---------------------------------------------------------------- replicas and Redis
 
 
-def test_more_than_one_replica_without_redis_refuses_to_start(slack, kubeconfig, tmp_path):
-    proc, _ = _start(_settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS="2"))
-    try:
-        assert proc.wait(timeout=30) == 2
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        _stop(proc)
+def test_more_than_one_replica_without_redis_refuses_to_start(slack, kubeconfig, tmp_path, start_serve):
+    served = start_serve(_settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS="2"), wait=False)
+    assert served.wait_exit(30) == 2
+    err = served.text()
     assert "payflow-bot serve cannot start" in err
     assert "PAYFLOW_REPLICAS is 2 but REDIS_URL is not set" in err and "split brain" in err
     assert "Traceback" not in err
@@ -89,49 +58,43 @@ def test_more_than_one_replica_without_redis_refuses_to_start(slack, kubeconfig,
 
 
 @pytest.mark.parametrize("value", ["two", "0", "-1"])
-def test_a_bad_replicas_setting_is_refused(slack, kubeconfig, tmp_path, value, redis_url):
-    proc, _ = _start(_settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS=value, REDIS_URL=redis_url))
-    try:
-        assert proc.wait(timeout=30) == 2
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        _stop(proc)
+def test_a_bad_replicas_setting_is_refused(slack, kubeconfig, tmp_path, value, redis_url, start_serve):
+    settings = _settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS=value, REDIS_URL=redis_url)
+    served = start_serve(settings, wait=False)
+    assert served.wait_exit(30) == 2
+    err = served.text()
     assert "PAYFLOW_REPLICAS must be a whole number of at least 1" in err and "Traceback" not in err
 
 
 def test_redis_blip_keeps_the_pod_ready_and_users_get_the_bots_own_answer(
-    slack, kubeconfig, tmp_path, redis_url, redis_server, k8s_view
+    slack, kubeconfig, tmp_path, redis_url, redis_server, k8s_view, start_serve
 ):
     from sandbox.slack_requests import SlackRequests
 
     settings = _settings(slack, kubeconfig, tmp_path, PAYFLOW_REPLICAS="2", REDIS_URL=redis_url)
-    proc, url = _start(settings)
+    url = start_serve(settings).url
+    ready = httpx.get(url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["redis"] == "ok"
+    redis_server.stop()
     try:
-        wait_until(lambda: _up(proc, url), 20, "serve to answer /healthz")
-        ready = httpx.get(url + "/readyz", timeout=5)
-        assert ready.status_code == 200 and ready.json()["redis"] == "ok"
-        redis_server.stop()
-        try:
-            down = httpx.get(url + "/readyz", timeout=10)
-            metrics = httpx.get(url + "/metrics", timeout=10).text
-            signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("blip")).slash(
-                "scale api-gateway 5",
-                user_id="U0ALICE",
-                user_name="alice",
-                channel_id=demo.OPS_CHANNEL_ID,
-                channel_name="payflow-ops",
-            )
-            ack = httpx.post(
-                url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5
-            )
-            said = slack.wait_for(
-                lambda s: [r for r in s.responses if "store is unreachable" in json.dumps(r.params)],
-                timeout=30,
-            )
-        finally:
-            redis_server.start()
+        down = httpx.get(url + "/readyz", timeout=10)
+        metrics = httpx.get(url + "/metrics", timeout=10).text
+        signed = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("blip")).slash(
+            "scale api-gateway 5",
+            user_id="U0ALICE",
+            user_name="alice",
+            channel_id=demo.OPS_CHANNEL_ID,
+            channel_name="payflow-ops",
+        )
+        ack = httpx.post(
+            url + "/slack/events", content=signed.body.encode(), headers=signed.headers, timeout=5
+        )
+        said = slack.wait_for(
+            lambda s: [r for r in s.responses if "store is unreachable" in json.dumps(r.params)],
+            timeout=30,
+        )
     finally:
-        _stop(proc)
+        redis_server.start()
     assert down.status_code == 200, down.text  # still in the Service: it can answer Slack
     body = down.json()
     assert body["ready"] is True and body["jobs"] == "ok" and body["kubernetes"] == "ok"
@@ -176,18 +139,15 @@ def slash_envelope(text: str, envelope_id: str, response_url: str) -> dict[str, 
 
 
 def test_rejected_app_token_exits_at_once_with_a_clear_message(
-    slack, kubeconfig, tmp_path, redis_url, socket_server
+    slack, kubeconfig, tmp_path, redis_url, socket_server, start_serve
 ):
     slack.app_token = APP_TOKEN
     slack.socket_url = socket_server.url
     settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN="xapp-1-revoked")
     started = time.monotonic()
-    proc, _ = _start(settings, "--socket-mode")
-    try:
-        code = proc.wait(timeout=30)
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        _stop(proc)
+    served = start_serve(settings, "--socket-mode", wait=False)
+    code = served.wait_exit(30)
+    err = served.text()
     assert code == 3, err
     assert time.monotonic() - started < 30  # not a retry every 10 s
     assert "payflow-bot serve cannot start: Slack refused SLACK_APP_TOKEN (invalid_auth)" in err
@@ -196,7 +156,9 @@ def test_rejected_app_token_exits_at_once_with_a_clear_message(
     assert socket_server.connections == []
 
 
-def test_slack_that_never_answers_ends_start_up_within_its_deadline(slack, kubeconfig, tmp_path, redis_url):
+def test_slack_that_never_answers_ends_start_up_within_its_deadline(
+    slack, kubeconfig, tmp_path, redis_url, start_serve
+):
     """apps.connections.open on a black hole: one connection, one deadline, exit 3 — not a pod
     waiting forever for a socket."""
     from bot.chat.socket_mode import OPEN_TIMEOUT
@@ -206,14 +168,10 @@ def test_slack_that_never_answers_ends_start_up_within_its_deadline(slack, kubec
         settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
         settings["SLACK_API_URL"] = hole.url + "/api/"
         started = time.monotonic()
-        proc, url = _start(settings, "--socket-mode")
-        try:
-            wait_until(lambda: _up(proc, url), 20, "serve to answer /healthz while it connects")
-            assert httpx.get(url + "/readyz", timeout=5).json()["socket"] == "not connected yet"
-            code = proc.wait(timeout=OPEN_TIMEOUT + 20)
-            err = proc.stderr.read() if proc.stderr else ""
-        finally:
-            _stop(proc)
+        served = start_serve(settings, "--socket-mode")
+        assert served.http.get("/readyz", timeout=5).json()["socket"] == "not connected yet"
+        code = served.wait_exit(OPEN_TIMEOUT + 20)
+        err = served.text()
         took = time.monotonic() - started
         assert code == 3, err
         assert OPEN_TIMEOUT <= took < OPEN_TIMEOUT + 15
@@ -221,7 +179,7 @@ def test_slack_that_never_answers_ends_start_up_within_its_deadline(slack, kubec
         assert hole.connections == 1  # no hidden retry
 
 
-def test_sigterm_while_the_socket_connects_stops_at_once(slack, kubeconfig, tmp_path, redis_url):
+def test_sigterm_while_the_socket_connects_stops_at_once(slack, kubeconfig, tmp_path, redis_url, start_serve):
     """A websocket endpoint that accepts TCP and never completes the handshake; SIGTERM does not
     wait for the connect deadline."""
     from tests.support.blackhole import BlackHole
@@ -230,52 +188,46 @@ def test_sigterm_while_the_socket_connects_stops_at_once(slack, kubeconfig, tmp_
         slack.app_token = APP_TOKEN
         slack.socket_url = hole.url.replace("http://", "ws://") + "/link"
         settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
-        proc, url = _start(settings, "--socket-mode")
-        try:
-            wait_until(lambda: _up(proc, url) and hole.connections, 20, "serve to try the socket")
-            stopping = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=DRAIN_BOUND)
-            took = time.monotonic() - stopping
-            err = proc.stderr.read() if proc.stderr else ""
-        finally:
-            _stop(proc)
+        served = start_serve(settings, "--socket-mode", wait=False)
+        wait_until(lambda: served.up() and hole.connections, 30, "serve to try the socket")
+        stopping = time.monotonic()
+        served.proc.send_signal(signal.SIGTERM)
+        code = served.wait_exit(DRAIN_BOUND)
+        took = time.monotonic() - stopping
+        err = served.text()
     assert code in (0, -signal.SIGTERM), err
     assert took < 10
     assert "Traceback" not in err
 
 
 def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
-    slack, kubeconfig, tmp_path, redis_url, socket_server, k8s_view
+    slack, kubeconfig, tmp_path, redis_url, socket_server, k8s_view, start_serve
 ):
     slack.app_token = APP_TOKEN
     slack.socket_url = socket_server.url
     settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
-    proc, url = _start(settings, "--socket-mode")
-    try:
-        wait_until(lambda: _up(proc, url), 30, "serve to answer /healthz")
-        ready = httpx.get(url + "/readyz", timeout=5)
-        assert ready.status_code == 200 and ready.json()["socket"] == "ok", ready.text
+    served = start_serve(settings, "--socket-mode")
+    url = served.url
+    ready = httpx.get(url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["socket"] == "ok", ready.text
 
-        socket_server.send(slash_envelope("scale api-gateway 5", "env-1", slack.response_url("sock")))
-        wait_until(lambda: socket_server.acks, 10, "the envelope's ack")
-        assert socket_server.acks[0]["envelope_id"] == "env-1"
-        post = slack.wait_for(lambda s: s.calls_to("chat.postMessage"), timeout=20)[0]
-        assert post.params["text"] == "<@U0ALICE> scaled api-gateway (blue) 3 → 5"
-        assert k8s_view.replicas("api-gateway-blue") == 5
+    socket_server.send(slash_envelope("scale api-gateway 5", "env-1", slack.response_url("sock")))
+    wait_until(lambda: socket_server.acks, 10, "the envelope's ack")
+    assert socket_server.acks[0]["envelope_id"] == "env-1"
+    post = slack.wait_for(lambda s: s.calls_to("chat.postMessage"), timeout=20)[0]
+    assert post.params["text"] == "<@U0ALICE> scaled api-gateway (blue) 3 → 5"
+    assert k8s_view.replicas("api-gateway-blue") == 5
 
-        # a command in flight when SIGTERM lands is finished, not dropped: Slack answers slowly, so
-        # the job is still talking to it when the signal arrives
-        slack.set_latency(1.5)
-        socket_server.send(slash_envelope("scale api-gateway 4", "env-2", slack.response_url("sock")))
-        wait_until(lambda: len(socket_server.acks) == 2, 10, "the second ack")
-        stopping, signalled_at = time.monotonic(), time.time()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=DRAIN_BOUND + 5)
-        took = time.monotonic() - stopping
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        _stop(proc)
+    # a command in flight when SIGTERM lands is finished, not dropped: Slack answers slowly, so
+    # the job is still talking to it when the signal arrives
+    slack.set_latency(1.5)
+    socket_server.send(slash_envelope("scale api-gateway 4", "env-2", slack.response_url("sock")))
+    wait_until(lambda: len(socket_server.acks) == 2, 10, "the second ack")
+    stopping, signalled_at = time.monotonic(), time.time()
+    served.proc.send_signal(signal.SIGTERM)
+    code = served.wait_exit(DRAIN_BOUND + 5)
+    took = time.monotonic() - stopping
+    err = served.text()
     assert code in (0, -signal.SIGTERM), err
     assert took < DRAIN_BOUND
     wait_until(lambda: socket_server.close_codes, 5, "the server to see the close")
@@ -286,24 +238,18 @@ def test_socket_mode_ready_acks_over_the_socket_and_closes_cleanly_on_sigterm(
     assert "Traceback" not in err
 
 
-def test_readiness_follows_the_socket(slack, kubeconfig, tmp_path, redis_url, socket_server):
+def test_readiness_follows_the_socket(slack, kubeconfig, tmp_path, redis_url, socket_server, start_serve):
     slack.app_token = APP_TOKEN
     slack.socket_url = socket_server.url
     settings = _settings(slack, kubeconfig, tmp_path, REDIS_URL=redis_url, SLACK_APP_TOKEN=APP_TOKEN)
-    proc, url = _start(settings, "--socket-mode")
-    try:
-        wait_until(lambda: _up(proc, url), 30, "serve to answer /healthz")
-        assert httpx.get(url + "/readyz", timeout=5).json()["socket"] == "ok"
-        socket_server.refusing = True  # Slack away: reconnects fail
-        socket_server.drop_all()
-        wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, 15, "readiness to drop")
-        body = httpx.get(url + "/readyz", timeout=5).json()
-        assert body["ready"] is False and body["socket"].startswith("websocket not connected")
-        assert httpx.get(url + "/healthz", timeout=5).text == "ok"  # alive: the SDK reconnects
+    url = start_serve(settings, "--socket-mode").url
+    assert httpx.get(url + "/readyz", timeout=5).json()["socket"] == "ok"
+    socket_server.refusing = True  # Slack away: reconnects fail
+    socket_server.drop_all()
+    wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 503, 15, "readiness to drop")
+    body = httpx.get(url + "/readyz", timeout=5).json()
+    assert body["ready"] is False and body["socket"].startswith("websocket not connected")
+    assert httpx.get(url + "/healthz", timeout=5).text == "ok"  # alive: the SDK reconnects
 
-        socket_server.refusing = False  # Slack back
-        wait_until(
-            lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200, 40, "readiness to return"
-        )
-    finally:
-        _stop(proc)
+    socket_server.refusing = False  # Slack back
+    wait_until(lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200, 40, "readiness to return")

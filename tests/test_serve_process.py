@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,11 +19,11 @@ from bot.gateways.jobs import encode
 from handlers import Parsed
 from handlers.help import Help
 from sandbox import demo
-from sandbox.local import child_pids, free_port, serve_process, wait_until
+from sandbox.local import child_pids, wait_until
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.support.served import Served
 
-ROOT = Path(__file__).resolve().parents[1]
 STREAM, GROUP = "payflow:jobs", "workers"
 
 
@@ -57,17 +56,16 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-Serve = Callable[..., tuple[subprocess.Popen, str]]
+ServeWith = Callable[..., Served]
 
 
 @pytest.fixture
-def start_serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[Serve]:
-    procs: list[subprocess.Popen] = []
+def serve_with(start_serve, slack, redis_url, kubeconfig, k8s_view, tmp_path) -> ServeWith:
+    """`serve` against this test's Slack stand-in, Redis and sandbox, plus `extra` settings."""
+    catalog = tmp_path / "payflow.yaml"
+    demo.demo_catalog_file(catalog)
 
-    def start(**extra: str) -> tuple[subprocess.Popen, str]:
-        port = free_port()
-        catalog = tmp_path / "payflow.yaml"
-        demo.demo_catalog_file(catalog)
+    def start(**extra: str) -> Served:
         settings = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -77,36 +75,14 @@ def start_serve(slack, redis_url, kubeconfig, k8s_view, tmp_path) -> Iterator[Se
             "PAYFLOW_CONFIG": str(catalog),
             **extra,
         }
-        log = (tmp_path / f"serve-{len(procs)}.log").open("w")
-        proc = serve_process(port, settings, stdout=log, stderr=subprocess.STDOUT, text=True)
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
+        return start_serve(settings)
 
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                assert proc.poll() is None, Path(log.name).read_text()
-                return False
-
-        wait_until(up, 15, "serve to answer /healthz")
-        return proc, url
-
-    yield start
-    for proc in procs:  # gracefully, so no worker outlives the test and reads the next one's jobs
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(45)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return start
 
 
 @pytest.fixture
-def serve(start_serve) -> tuple[subprocess.Popen, str]:
-    return start_serve()
+def serve(serve_with) -> Served:
+    return serve_with()
 
 
 def _command(url: str, slack, text: str, tag: str = "serve") -> httpx.Response:
@@ -126,7 +102,7 @@ def _queue_is_empty(redis_server) -> bool:
 
 
 def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_server):
-    proc, url = serve
+    proc, url = serve.proc, serve.url
     ready = httpx.get(url + "/readyz", timeout=5)
     assert ready.json() == {"ready": True, "redis": "ok", "kubernetes": "ok", "jobs": "ok"}
 
@@ -163,7 +139,7 @@ def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_s
 def test_a_worker_killed_mid_job_does_not_lose_the_job_and_it_completes_once(
     serve, slack, k8s_view, redis_server
 ):
-    proc, url = serve
+    proc, url = serve.proc, serve.url
     slack.hold("response_url")  # the job's first delivery ("Scaling…") waits: the worker is mid-job
     assert _command(url, slack, "scale api-gateway 6").status_code == 200
     wait_until(lambda: slack.held("response_url") >= 1, 15, "the job to be under way")
@@ -183,9 +159,9 @@ def test_a_worker_killed_mid_job_does_not_lose_the_job_and_it_completes_once(
 
 
 def test_a_burst_larger_than_the_concurrency_waits_in_the_queue_and_is_answered_in_order(
-    start_serve, slack, redis_server
+    serve_with, slack, redis_server
 ):
-    _proc, url = start_serve(PAYFLOW_WORKER_CONCURRENCY="2")
+    url = serve_with(PAYFLOW_WORKER_CONCURRENCY="2").url
     topics = [
         "status",
         "scale",
@@ -237,12 +213,12 @@ def _ghost_job(redis_server, tag: str, deliveries: int) -> str:
 
 
 def test_a_vanished_replicas_job_is_claimed_and_run_and_a_poison_job_is_dead_lettered(
-    start_serve, slack, redis_server
+    serve_with, slack, redis_server
 ):
     _raw(redis_server).xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     ghost = _ghost_job(redis_server, slack.response_url("ghost"), deliveries=1)
     poison = _ghost_job(redis_server, slack.response_url("poison"), deliveries=3)
-    proc, _url = start_serve(PAYFLOW_JOB_CLAIM_SECONDS="1", PAYFLOW_JOB_MAX_DELIVERIES="3")
+    served = serve_with(PAYFLOW_JOB_CLAIM_SECONDS="1", PAYFLOW_JOB_MAX_DELIVERIES="3")
 
     slack.wait_for(lambda s: s.responses, timeout=20)
     wait_until(lambda: _queue_is_empty(redis_server), 10, "both jobs off the stream")
@@ -250,11 +226,11 @@ def test_a_vanished_replicas_job_is_claimed_and_run_and_a_poison_job_is_dead_let
     [(_, dead)] = _raw(redis_server).xrange("payflow:jobs:dead")
     assert dead[b"id"].decode() == poison and b"4 times" in dead[b"reason"]
     assert ghost != poison
-    log = Path(proc.log_path).read_text()  # type: ignore[attr-defined]
-    assert "dead-lettered to payflow:jobs:dead: handed out 4 times without finishing" in log
+    dead_lettered = "dead-lettered to payflow:jobs:dead: handed out 4 times without finishing"
+    wait_until(lambda: dead_lettered in served.text(), 5, "the dead-letter log line")
 
 
-def test_undecodable_or_hostile_job_bytes_are_dead_lettered_never_run(start_serve, slack, redis_server):
+def test_undecodable_or_hostile_job_bytes_are_dead_lettered_never_run(serve_with, slack, redis_server):
     class Evil:
         def __reduce__(self):
             return (os.system, ("touch /tmp/payflow-pwned",))
@@ -262,7 +238,7 @@ def test_undecodable_or_hostile_job_bytes_are_dead_lettered_never_run(start_serv
     r = _raw(redis_server)
     r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     evil = r.xadd(STREAM, {"job": pickle.dumps(Evil())})
-    start_serve()
+    serve_with()
     wait_until(lambda: r.xlen("payflow:jobs:dead") == 1, 15, "the job to be dead-lettered")
     assert r.xrange("payflow:jobs:dead")[0][1][b"id"] == evil
     assert not Path("/tmp/payflow-pwned").exists()
@@ -270,7 +246,7 @@ def test_undecodable_or_hostile_job_bytes_are_dead_lettered_never_run(start_serv
 
 
 def test_liveness_fails_when_the_worker_cannot_be_kept_up(serve, slack):
-    proc, url = serve
+    proc, url = serve.proc, serve.url
     assert httpx.get(url + "/healthz", timeout=5).status_code == 200
     worker = _worker(proc.pid)
     for _ in range(5):  # five quick deaths in a row
@@ -282,7 +258,7 @@ def test_liveness_fails_when_the_worker_cannot_be_kept_up(serve, slack):
 
 
 def test_a_worker_never_outlives_its_web_process(serve):
-    proc, _url = serve
+    proc = serve.proc
     worker = _worker(proc.pid)
     proc.kill()  # no graceful shutdown at all: the worker sees its pipe close and stops
     proc.wait()
@@ -290,14 +266,15 @@ def test_a_worker_never_outlives_its_web_process(serve):
 
 
 def test_a_worker_killed_while_posting_a_new_alert_group_posts_it_once_on_the_rerun(
-    start_serve, slack, redis_server
+    serve_with, slack, redis_server
 ):
     """The rerun of the job finds the group claimed by its own killed first run: that claim is
     the job's, not another replica's, so the rerun posts at once instead of waiting the claim out
     and dropping the alert (Alertmanager already has its 200 and never sends it again)."""
     from tests.test_alerts import TOKEN, alert, group_records, payload, top_level
 
-    proc, url = start_serve(ALERTMANAGER_WEBHOOK_TOKEN=TOKEN)
+    served = serve_with(ALERTMANAGER_WEBHOOK_TOKEN=TOKEN)
+    proc, url = served.proc, served.url
     slack.hold("chat.postMessage")  # the group's first post waits: the worker is mid-post
     doc = payload("firing", [alert("firing")])
     headers = {"authorization": f"Bearer {TOKEN}"}

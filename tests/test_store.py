@@ -43,6 +43,7 @@ from bot.gateways.store import (
     chain_hash,
     open_store,
 )
+from sandbox.local import wait_until
 from tests.support.redis_server import RedisServer, redis_server_fixture
 
 T = TypeVar("T")
@@ -90,15 +91,6 @@ def private_redis() -> Iterator[RedisServer]:
     """A password-protected server of its own, which the test may stop and start."""
     with RedisServer(password=SECRET) as server:
         yield server
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 def id_key(entry_id: str) -> tuple[int, int]:
@@ -633,7 +625,9 @@ def test_records_expire(backend: Backend) -> None:
         async def gone() -> bool:
             return await store.get("approval:1") is None and await store.get("lock:api") is None
 
-        await eventually(gone, "both records expired")
+        loop = asyncio.get_running_loop()  # the check runs on the store's loop, the wait beside it
+        checked = lambda: asyncio.run_coroutine_threadsafe(gone(), loop).result(5)  # noqa: E731
+        await asyncio.to_thread(wait_until, checked, 10, "both records expired")
         assert await store.ttl("approval:1") is None
         assert await store.scan("") == {}
         assert (await store.compare_and_set("approval:1", "state", "pending", {"state": "x"})).current is None
@@ -677,7 +671,11 @@ def test_keep_ttl_still_expires(backend: Backend) -> None:
         async def gone() -> bool:
             return await store.get("approval:2") is None
 
-        await eventually(gone, "the CAS-updated record expired on its original schedule")
+        loop = asyncio.get_running_loop()  # the check runs on the store's loop, the wait beside it
+        checked = lambda: asyncio.run_coroutine_threadsafe(gone(), loop).result(5)  # noqa: E731
+        await asyncio.to_thread(
+            wait_until, checked, 10, "the CAS-updated record expired on its original schedule"
+        )
 
     backend.run(body)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -13,7 +12,7 @@ from typing import Any, Self
 import httpx
 import yaml
 
-from sandbox.local import free_port
+from sandbox.local import free_port, wait_until
 
 BINARY = "prometheus-alertmanager"
 
@@ -87,17 +86,17 @@ class AlertmanagerServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: {self.log_path.read_text()[-2000:]}")
+        process = self._process
+
+        def ready() -> bool:
+            assert process.poll() is None, f"alertmanager exited: {self.log_path.read_text()[-2000:]}"
             try:
-                if self.http.get(f"{self.url}/-/ready").status_code == 200:
-                    return self
+                return self.http.get(f"{self.url}/-/ready").status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"alertmanager did not become ready: {self.log_path.read_text()[-2000:]}")
+                return False
+
+        wait_until(ready, timeout, "alertmanager to be ready", poll=0.05)
+        return self
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -13,6 +12,7 @@ import httpx
 
 from bot.shell.runtime import Runtime
 from bot.shell.server import uvicorn_server
+from sandbox.local import wait_until
 from sandbox.slack_requests import SignedRequest
 
 T = TypeVar("T")
@@ -33,11 +33,12 @@ class BotServer:
 
     def start(self) -> BotServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the bot's web server did not start")
-            time.sleep(0.01)
+
+        def started() -> bool:
+            assert self._server.started or self._thread.is_alive(), "the bot's web server stopped"
+            return self._server.started
+
+        wait_until(started, 10, "the bot's web server to start", poll=0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from sandbox.local import free_port
+from sandbox.local import free_port, wait_until
 
 __all__ = ["RedisServer", "RedisServerMissing", "find_redis_server", "redis_server_fixture"]
 
@@ -136,20 +135,21 @@ class RedisServer:
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._handle.proc = proc
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
+
+        def answers() -> bool:
             if proc.poll() is not None:
                 tail = self._log_tail()
                 self._handle.proc = None
                 if "Address already in use" in tail:
                     raise _PortTaken
                 raise RuntimeError(f"redis-server exited during startup; {tail}")
-            if self._answers():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not answer PING within {self.startup_timeout}s")
-            time.sleep(0.02)
+            return self._answers()
+
+        try:
+            wait_until(answers, self.startup_timeout, "redis-server to answer PING")
+        except AssertionError:
+            self.stop()
+            raise
 
     def _answers(self) -> bool:
         client = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
