@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -21,11 +19,11 @@ from kubernetes.client.exceptions import ApiException
 
 from sandbox.cluster import Cluster
 from sandbox.k8s_api import SandboxServer
+from sandbox.local import wait_until
 from tests.test_kubectl import Kubectl
 
 NS = "payflow"
 T = 5
-R = TypeVar("R")
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on this machine")
 
 
@@ -39,23 +37,13 @@ def core(kubeconfig: Path) -> k8s.CoreV1Api:
     return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
 
 
-def _until(probe: Callable[[], R | None], what: str, timeout: float = 15) -> R:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _finished(batch: k8s.BatchV1Api, name: str) -> Any:
     def probe() -> Any:
         job = batch.read_namespaced_job(name, NS, _request_timeout=T)
         done = {c.type for c in job.status.conditions or [] if c.status == "True"} & {"Complete", "Failed"}
         return job if done else None
 
-    return _until(probe, f"job {name} to finish")
+    return wait_until(probe, 15, f"job {name} to finish", poll=0.05)
 
 
 def _job(name: str, annotations: dict[str, str], backoff_limit: int = 0, restart: str = "Never") -> dict:

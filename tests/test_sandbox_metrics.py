@@ -3,6 +3,7 @@ the error rate, and a dependency knocked out through the sandbox's admin endpoin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
