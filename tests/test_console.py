@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bot.gateways.store import open_store
-from bot.shell.console import Console, _repl, open_console
+from bot.shell.console import Console, _repl
+from bot.shell.console_start import open_console
 from sandbox.local import wait_until
 from tests.conftest import Cluster8s
 
@@ -402,7 +403,7 @@ def test_on_a_terminal_mrkdwn_becomes_ansi_styles(tmp_path):
 
 
 def test_mrkdwn_rendering():
-    from bot.shell.console import Mrkdwn, Style
+    from bot.shell.console_render import Mrkdwn, Style
 
     names = {"U0BOB": "bob"}.get
     md = Mrkdwn(Style(False), lambda u: names(u) or u, lambda c: {"C0OPS": "payflow-ops"}.get(c, c))

@@ -193,7 +193,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     _needs_sandbox()
-    from bot.shell.console import run_console
+    from bot.shell.console_start import run_console
 
     return run_console(sandbox=args.sandbox, as_user=args.as_user)
 
