@@ -27,31 +27,42 @@ What slack_sdk sends (checked against slack_sdk 3.48), which is why every reques
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import copy
 import dataclasses
-import email.parser
-import email.policy
-import hashlib
 import hmac
-import itertools
 import json
 import logging
-import mimetypes
-import re
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from email.message import EmailMessage
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
 from sandbox.httpd import KeepAliveHandler, TrackingServer
+from sandbox.slack_wire import (
+    _QUERY,
+    APP_ID,
+    BOT_ID,
+    BOT_NAME,
+    BOT_USER_ID,
+    TEAM_DOMAIN_URL,
+    TEAM_ID,
+    TEAM_NAME,
+    Call,
+    Message,
+    _arg,
+    _Dropped,
+    _Fault,
+    _parse_params,
+    _Reply,
+    _SlackError,
+    _summary,
+    _upload_bytes,
+)
+from sandbox.slack_workspace import SlackWorkspace
 
 __all__ = [
     "APP_ID",
@@ -69,191 +80,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TEAM_ID = "T0PAYFLOW"
-TEAM_NAME = "PayFlow"
-TEAM_DOMAIN_URL = "https://payflow.slack.com/"
-BOT_USER_ID = "U0PAYBOT"
-BOT_ID = "B0PAYBOT"
-BOT_NAME = "payflow-bot"
-APP_ID = "A0PAYFLOW"
-
-#: Slack rejects messages with more blocks than this (``invalid_blocks``) -- a real limit digests hit.
-MAX_BLOCKS = 50
-#: Slack refuses text longer than this with ``msg_too_long``.
-MAX_TEXT_CHARS = 40_000
-
-# Arguments Slack types as JSON; only these are decoded from form strings, so a message whose *text*
-# happens to look like JSON ("[1, 2]") stays text.
-_JSON_ARGS = frozenset({"blocks", "attachments", "files", "metadata", "unfurls", "view", "user_auth_blocks"})
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_QUERY = re.compile(r"\?\S*")
-
-
-@dataclass(frozen=True)
-class Call:
-    """One recorded request, with Slack's answer, so tests can assert on both sides of the exchange.
-
-    ``method`` is the Web API method, or ``"response_url"`` / ``"upload"`` for those endpoints. ``headers``
-    keys are lower-cased. ``status``/``response`` are what the stub answered (non-JSON answers are kept as
-    ``{"body": text}``).
-    """
-
-    method: str
-    params: dict[str, Any]
-    headers: dict[str, str]
-    at: float
-    status: int = 200
-    response: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Message:
-    """A message as it currently stands in a channel (after any ``chat.update``), for assertions/rendering."""
-
-    channel: str
-    ts: str
-    text: str
-    blocks: list[dict[str, Any]]
-    thread_ts: str | None
-    user: str
-    files: list[dict[str, Any]]
-    attachments: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Fault:
-    status: int
-    retry_after: int
-    error: str | None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def json(cls, status: int, doc: Mapping[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> _Reply:
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        return cls(status, body, "application/json; charset=utf-8", headers)
-
-    @classmethod
-    def text(cls, status: int, text: str) -> _Reply:
-        return cls(status, text.encode(), "text/plain; charset=utf-8")
-
-
-class _Dropped(Exception):
-    """A held request released with ``drop=True``: the connection closes with no answer and nothing done."""
-
-
-class _SlackError(Exception):
-    """Raised by method handlers; becomes Slack's ``{"ok": false, "error": ...}``."""
-
-    def __init__(self, error: str, **extra: Any) -> None:
-        super().__init__(error)
-        self.error = error
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return {"ok": False, "error": self.error, **self.extra}
-
-
-def _missing(*names: str) -> _SlackError:
-    messages = [f"[ERROR] missing required field: {name}" for name in names]
-    return _SlackError("invalid_arguments", response_metadata={"messages": messages})
-
-
-def _arg(params: Mapping[str, Any], name: str) -> str | None:
-    """A scalar argument as Slack sees it: absent, ``None`` and ``""`` all mean "not given"."""
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
-def _json_list(value: Any, error: str) -> list[dict[str, Any]]:
-    """Validate blocks/attachments the way Slack does: a JSON array of objects (blocks need a ``type``)."""
-    if value is None or value == "":
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise _SlackError(error)
-    if error == "invalid_blocks" and (
-        len(value) > MAX_BLOCKS or not all(isinstance(b.get("type"), str) for b in value)
-    ):
-        raise _SlackError(error)
-    return value
-
-
-def _mime(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
-    """(field name, filename, bytes) for each part; the email parser already speaks MIME."""
-    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    parts: list[tuple[str, str | None, bytes]] = []
-    if not isinstance(msg, EmailMessage) or not msg.is_multipart():
-        return parts
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            payload = part.get_payload(decode=True)
-            parts.append((str(name), part.get_filename(), payload if isinstance(payload, bytes) else b""))
-    return parts
-
-
-def _parse_params(content_type: str, body: bytes, query: str) -> tuple[dict[str, Any], str | None]:
-    """Merge query string and body arguments (body wins), as Slack does; returns (params, error)."""
-    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
-    mime = _mime(content_type)
-    if body:
-        if mime == "application/json":
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                return params, "invalid_json"
-            if not isinstance(doc, dict):
-                return params, "invalid_json"
-            params.update(doc)
-        elif mime == "multipart/form-data":
-            for name, filename, data in _multipart(content_type, body):
-                params[name] = data if filename else data.decode("utf-8", "replace")
-        else:
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    for key in _JSON_ARGS & params.keys():
-        value = params[key]
-        if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
-            # Undecodable JSON stays a string; the method then answers invalid_blocks etc., like Slack.
-            with contextlib.suppress(ValueError):
-                params[key] = json.loads(value)
-    return params, None
-
-
-def _upload_bytes(content_type: str, body: bytes) -> bytes:
-    """The file content of an upload POST: a raw body (what slack_sdk sends) or a multipart file part."""
-    if _mime(content_type) != "multipart/form-data":
-        return body
-    parts = _multipart(content_type, body)
-    for _name, filename, data in parts:
-        if filename is not None:
-            return data
-    return parts[0][2] if parts else b""
-
-
-def _summary(call: Call) -> str:
-    shown = {k: v for k, v in call.params.items() if k != "token"}
-    text = json.dumps(shown, default=lambda o: f"<{type(o).__name__}>")
-    if len(text) > 160:
-        text = text[:157] + "..."
-    outcome = call.response.get("error") or ("ok" if call.response.get("ok") else call.status)
-    return f"  {call.method} {text} -> {outcome}"
 
 
 class _Handler(KeepAliveHandler):
@@ -297,7 +123,7 @@ class _Server(TrackingServer):
         super().__init__(address, _Handler)
 
 
-class SlackApiStub:
+class SlackApiStub(SlackWorkspace):
     """Fake Slack Web API on a local port; records requests and keeps channel state. Thread-safe."""
 
     def __init__(
@@ -308,45 +134,22 @@ class SlackApiStub:
         usergroups: dict[str, list[str]] | None = None,
         app_token: str = "xapp-test",
     ) -> None:
+        super().__init__(usergroups)
         self.bot_token = bot_token
         self.app_token = app_token  # apps.connections.open (Socket Mode) takes this one
-        self.socket_url = "ws://127.0.0.1:9/"  # what apps.connections.open hands out; tests point it
         self._host = host
         self._port = port
-        self._usergroups = {group: list(users) for group, users in (usergroups or {}).items()}
-        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._generation = 0
         self._calls: list[Call] = []
         self._responses: list[Call] = []
-        self._messages: dict[tuple[str, str], Message] = {}
-        self._uploads: dict[str, bytes] = {}
-        self._pending_files: dict[str, dict[str, Any]] = {}
-        self._name_to_id: dict[str, str] = {}
-        self._id_to_name: dict[str, str] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._latency = 0.0
         self._holds: dict[str, tuple[threading.Event, list[bool]]] = {}  # method -> (released, [drop])
         self._held: dict[str, int] = {}
-        self._last_ts_us = 0
-        self._file_numbers = itertools.count(1)
         self._subscribers: list[Callable[[Call], None]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "auth.test": self._auth_test,
-            "apps.connections.open": self._apps_connections_open,
-            "chat.postMessage": self._chat_post_message,
-            "chat.update": self._chat_update,
-            "chat.postEphemeral": self._chat_post_ephemeral,
-            "chat.getPermalink": self._chat_get_permalink,
-            "chat.delete": self._chat_delete,
-            "files.getUploadURLExternal": self._files_get_upload_url,
-            "files.completeUploadExternal": self._files_complete_upload,
-            "usergroups.users.list": self._usergroups_users_list,
-            "users.info": self._users_info,
-            "conversations.info": self._conversations_info,
-        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -534,22 +337,6 @@ class SlackApiStub:
             found = [m for (c, _ts), m in self._messages.items() if wanted is None or c == wanted]
             return copy.deepcopy(sorted(found, key=lambda m: (len(m.ts), m.ts)))
 
-    def channel_id(self, name: str) -> str:
-        """The stable fake ID ``chat.postMessage`` answers for ``#name`` (``#pay-ops`` -> ``CPAYOPS``)."""
-        key = name.removeprefix("#")
-        with self._lock:
-            known = self._name_to_id.get(key)
-            if known is not None:
-                return known
-            readable = "C" + re.sub(r"[^A-Z0-9]", "", key.upper())[:20]
-            channel = readable
-            if len(readable) < 3 or readable in self._id_to_name:
-                digest = hashlib.sha1(key.encode()).digest()
-                channel = readable + base64.b32encode(digest).decode("ascii")[:6]
-            self._name_to_id[key] = channel
-            self._id_to_name[channel] = key
-            return channel
-
     def wait_for(self, predicate: Callable[[SlackApiStub], T], timeout: float = 5.0) -> T:
         """Block until ``predicate(stub)`` is truthy and return it; the bot answers asynchronously.
 
@@ -694,275 +481,3 @@ class SlackApiStub:
                 callback(call)
             except Exception:
                 log.exception("slack stub subscriber %r failed", callback)
-
-    # ------------------------------------------------------------------ state helpers (hold the lock)
-
-    def _next_ts(self) -> str:
-        """Slack's message ID: "<epoch seconds>.<6 digits>", unique and increasing."""
-        with self._lock:
-            self._last_ts_us = max(time.time_ns() // 1000, self._last_ts_us + 1)
-            seconds, micros = divmod(self._last_ts_us, 1_000_000)
-            return f"{seconds}.{micros:06d}"
-
-    def _lookup_channel(self, value: str) -> str:
-        if not value.startswith("#") and _CHANNEL_ID.match(value):
-            return value
-        return self.channel_id(value)
-
-    def _channel_arg(self, params: Mapping[str, Any], name: str = "channel", *, names: bool = False) -> str:
-        """Resolve a channel argument. Only the posting methods accept ``#name`` (and a user ID, which
-        opens a DM); everything else needs the ID, as on Slack -- a common bug this surfaces early."""
-        value = _arg(params, name)
-        if value is None:
-            raise _SlackError("channel_not_found")
-        if not value.startswith("#") and _CHANNEL_ID.match(value):
-            return value
-        if names and _USER_ID.match(value):
-            return "D" + value[1:]
-        if names and not value.startswith("@") and not any(ch.isspace() for ch in value):
-            return self.channel_id(value)
-        raise _SlackError("channel_not_found")
-
-    def _content(self, params: Mapping[str, Any], *, required: bool) -> tuple[str, list[Any], list[Any]]:
-        text = _arg(params, "text") or ""
-        blocks = _json_list(params.get("blocks"), "invalid_blocks")
-        attachments = _json_list(params.get("attachments"), "invalid_attachments")
-        if required and not (text or blocks or attachments):
-            raise _SlackError("no_text")
-        if len(text) > MAX_TEXT_CHARS:
-            raise _SlackError("msg_too_long")
-        return text, blocks, attachments
-
-    @staticmethod
-    def _message_json(message: Message) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "type": "message",
-            "user": message.user,
-            "bot_id": BOT_ID,
-            "app_id": APP_ID,
-            "text": message.text,
-            "ts": message.ts,
-            "team": TEAM_ID,
-            "bot_profile": {
-                "id": BOT_ID,
-                "app_id": APP_ID,
-                "name": BOT_NAME,
-                "team_id": TEAM_ID,
-                "deleted": False,
-            },
-        }
-        if message.blocks:
-            doc["blocks"] = message.blocks
-        if message.attachments:
-            doc["attachments"] = message.attachments
-        if message.files:
-            doc["files"] = message.files
-            doc["upload"] = True
-        if message.thread_ts:
-            doc["thread_ts"] = message.thread_ts
-        return doc
-
-    def _find(self, channel: str, ts: str | None) -> Message:
-        message = self._messages.get((channel, ts or ""))
-        if message is None:
-            raise _SlackError("message_not_found")
-        return message
-
-    # ------------------------------------------------------------------ Web API methods
-
-    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Socket Mode: a websocket URL to connect to (a test's local websocket server)."""
-        return {"url": self.socket_url}
-
-    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "url": TEAM_DOMAIN_URL,
-            "team": TEAM_NAME,
-            "user": BOT_NAME,
-            "team_id": TEAM_ID,
-            "user_id": BOT_USER_ID,
-            "bot_id": BOT_ID,
-            "is_enterprise_install": False,
-        }
-
-    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_arg(params, names=True)
-        text, blocks, attachments = self._content(params, required=True)
-        with self._lock:
-            ts = self._next_ts()
-            message = Message(
-                channel, ts, text, blocks, _arg(params, "thread_ts"), BOT_USER_ID, [], attachments
-            )
-            self._messages[(channel, ts)] = message
-        return {"channel": channel, "ts": ts, "message": self._message_json(message)}
-
-    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_arg(params)
-        text, blocks, attachments = self._content(params, required=True)
-        with self._lock:
-            old = self._find(channel, _arg(params, "ts"))
-            message = dataclasses.replace(
-                old,
-                text=text if _arg(params, "text") is not None else old.text,
-                blocks=blocks if "blocks" in params else old.blocks,
-                attachments=attachments if "attachments" in params else old.attachments,
-            )
-            self._messages[(channel, old.ts)] = message
-        return {
-            "channel": channel,
-            "ts": old.ts,
-            "text": message.text,
-            "message": self._message_json(message),
-        }
-
-    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._channel_arg(params, names=True)
-        user = _arg(params, "user")
-        if user is None or not _USER_ID.match(user):
-            raise _SlackError("user_not_found")
-        self._content(params, required=True)
-        return {"message_ts": self._next_ts()}  # ephemeral: never part of the channel's history
-
-    def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_arg(params)
-        with self._lock:
-            message = self._find(channel, _arg(params, "message_ts"))
-        permalink = f"{TEAM_DOMAIN_URL}archives/{channel}/p{message.ts.replace('.', '')}"
-        if message.thread_ts and message.thread_ts != message.ts:
-            permalink += f"?thread_ts={message.thread_ts}&cid={channel}"
-        return {"channel": channel, "permalink": permalink}
-
-    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_arg(params)
-        with self._lock:
-            message = self._find(channel, _arg(params, "ts"))
-            del self._messages[(channel, message.ts)]
-        return {"channel": channel, "ts": message.ts}
-
-    def _files_get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
-        filename, length = _arg(params, "filename"), _arg(params, "length")
-        missing = [name for name, value in (("filename", filename), ("length", length)) if value is None]
-        if missing:
-            raise _missing(*missing)
-        try:
-            declared = int(str(length))
-        except ValueError:
-            raise _SlackError(
-                "invalid_arguments", response_metadata={"messages": ["[ERROR] invalid length"]}
-            ) from None
-        file_id = f"F{next(self._file_numbers):010d}"
-        with self._lock:
-            self._pending_files[file_id] = {
-                "name": filename,
-                "length": declared,
-                "alt_txt": _arg(params, "alt_txt"),
-                "snippet_type": _arg(params, "snippet_type"),
-            }
-        return {"upload_url": f"{self.base_url}upload/{file_id}", "file_id": file_id}
-
-    def _files_complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
-        files = params.get("files")
-        if (
-            not isinstance(files, list)
-            or not files
-            or not all(isinstance(f, dict) and f.get("id") for f in files)
-        ):
-            raise _missing("files")
-        targets: list[str] = []
-        if _arg(params, "channel_id") is not None:
-            targets.append(self._channel_arg(params, "channel_id"))
-        for channel in (_arg(params, "channels") or "").split(","):
-            if channel.strip():
-                targets.append(self._channel_arg({"channel": channel.strip()}))
-        comment = _arg(params, "initial_comment") or ""
-        thread_ts = _arg(params, "thread_ts")
-        with self._lock:
-            if any(str(f["id"]) not in self._uploads for f in files):
-                raise _SlackError("file_not_found")
-            now = int(time.time())
-            shared: list[dict[str, Any]] = []
-            for item in files:
-                file_id = str(item["id"])
-                meta = self._pending_files[file_id]
-                name = str(meta["name"])
-                shared.append(
-                    {
-                        "id": file_id,
-                        "created": now,
-                        "timestamp": now,
-                        "name": name,
-                        "title": str(item.get("title") or name),
-                        "mimetype": mimetypes.guess_type(name)[0] or "application/octet-stream",
-                        "filetype": name.rsplit(".", 1)[-1].lower() if "." in name else "binary",
-                        "user": BOT_USER_ID,
-                        "user_team": TEAM_ID,
-                        "size": len(self._uploads[file_id]),
-                        "mode": "hosted",
-                        "is_external": False,
-                        "is_public": bool(targets),
-                        "url_private": f"https://files.slack.com/files-pri/{TEAM_ID}-{file_id}/{quote(name)}",
-                        "url_private_download": (
-                            f"https://files.slack.com/files-pri/{TEAM_ID}-{file_id}/download/{quote(name)}"
-                        ),
-                        "permalink": f"{TEAM_DOMAIN_URL}files/{BOT_USER_ID}/{file_id}/{quote(name)}",
-                        "channels": list(targets),
-                        **({"alt_txt": meta["alt_txt"]} if meta.get("alt_txt") else {}),
-                    }
-                )
-            for channel in targets:
-                ts = self._next_ts()
-                self._messages[(channel, ts)] = Message(
-                    channel, ts, comment, [], thread_ts, BOT_USER_ID, copy.deepcopy(shared)
-                )
-        return {"files": shared}
-
-    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
-        group = _arg(params, "usergroup")
-        if group is None:
-            raise _missing("usergroup")
-        with self._lock:
-            users = self._usergroups.get(group)
-        if users is None:
-            raise _SlackError("no_such_subteam")
-        return {"users": list(users)}
-
-    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        user = _arg(params, "user")
-        if user is None or not _USER_ID.match(user):
-            raise _SlackError("user_not_found")
-        is_bot = user == BOT_USER_ID
-        name = BOT_NAME if is_bot else f"user.{user[1:].lower()}"
-        real_name = "PayFlow Bot" if is_bot else f"User {user}"
-        return {
-            "user": {
-                "id": user,
-                "team_id": TEAM_ID,
-                "name": name,
-                "real_name": real_name,
-                "deleted": False,
-                "is_bot": is_bot,
-                "tz": "America/New_York",
-                "tz_label": "Eastern Standard Time",
-                "tz_offset": -18000,
-                "profile": {"real_name": real_name, "display_name": name},
-            }
-        }
-
-    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_arg(params)
-        if channel.startswith("D"):
-            return {"channel": {"id": channel, "is_im": True, "is_channel": False, "user": "U" + channel[1:]}}
-        with self._lock:
-            name = self._id_to_name.get(channel, channel.lower())
-        return {
-            "channel": {
-                "id": channel,
-                "name": name,
-                "is_channel": channel.startswith("C"),
-                "is_group": channel.startswith("G"),
-                "is_private": channel.startswith("G"),
-                "is_im": False,
-                "is_archived": False,
-                "is_member": True,
-            }
-        }
