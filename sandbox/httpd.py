@@ -43,6 +43,21 @@ class TrackingServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
+    def serve_in_thread(self, name: str) -> threading.Thread:
+        """Serve on a daemon thread that checks for `stop_serving` every 0.1 s."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(self, *, serving: bool) -> None:
+        """End the serve loop (when one runs), close the listening socket and kick open connections."""
+        if serving:
+            self.shutdown()
+        self.server_close()
+        self.close_connections()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection error from %s", client_address, exc_info=True)
 

@@ -158,13 +158,7 @@ class SlackApiStub(SlackWorkspace):
         if self._server is not None:
             raise RuntimeError("SlackApiStub already started")
         self._server = _Server((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="slack-api-stub",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._server.serve_in_thread("slack-api-stub")
         return self
 
     def stop(self) -> None:
@@ -172,9 +166,7 @@ class SlackApiStub(SlackWorkspace):
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
+        server.stop_serving(serving=True)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

@@ -162,23 +162,16 @@ class SandboxServer:
     def start(self) -> Self:
         if self._threads:
             return self
-        serve = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
-        )
         tick = threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True)
-        self._threads = [serve, tick]
-        for thread in self._threads:
-            thread.start()
+        self._threads = [self._httpd.serve_in_thread("sandbox-http"), tick]
+        tick.start()
         log.debug("sandbox API serving on %s", self.url)
         return self
 
     def stop(self) -> None:
         self._stop.set()  # ends open watches, woken here
         self.cluster.watches.wake()
-        if self._threads:
-            self._httpd.shutdown()
-        self._httpd.server_close()
-        self._httpd.close_connections()
+        self._httpd.stop_serving(serving=bool(self._threads))
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads = []
