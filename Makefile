@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/redact.py
 	$(BIN)/python bench/datastores.py
+	$(BIN)/python bench/data.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

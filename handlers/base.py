@@ -16,6 +16,8 @@ from bot.domain import topology
 from bot.domain.ports import Notifier
 from bot.gateways.kube import Kube
 from bot.gateways.kube_objects import Snapshot
+from bot.gateways.payflow_redis import PayflowRedis
+from bot.gateways.rabbitmq import RabbitMQ
 from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ class Deps:
     spawn: Spawn  # start a long-running task (a rollout watch, a bake) that outlives the job
     prom: Any = None  # bot.gateways.prom.Prom when PROMETHEUS_URL is set
     alertmanager: Any = None  # bot.gateways.alertmanager.Alertmanager when ALERTMANAGER_URL is set
+    rabbitmq: RabbitMQ | None = None  # when the setting named by catalog data.rabbitmq is set
+    payflow_redis: PayflowRedis | None = None  # PayFlow's Redis (data.redis), not the bot's store
 
     async def audit(self, entry: AuditEntry) -> bool:
         """Append to the audit trail; False (and a loud log) if the store is unreachable."""

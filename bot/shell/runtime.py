@@ -23,7 +23,9 @@ from bot.gateways.alertmanager import Alertmanager
 from bot.gateways.jobs import Jobs, QueuedJobs
 from bot.gateways.kube import Kube
 from bot.gateways.outbox import Outbox
+from bot.gateways.payflow_redis import PayflowRedis
 from bot.gateways.prom import Prom
+from bot.gateways.rabbitmq import RabbitMQ
 from bot.gateways.slack import DeliveryFailed, DeliveryPolicy, SlackError, SlackGateway, make_client
 from bot.gateways.store import Store, open_store
 from handlers import SERVICES
@@ -57,6 +59,8 @@ class Runtime:
     async def close(self) -> None:
         await self.jobs.close()
         await self.store.close()
+        if self.dispatcher.deps.payflow_redis is not None:
+            await self.dispatcher.deps.payflow_redis.close()
         self.kube.close()
 
 
@@ -124,7 +128,17 @@ def build_runtime(
             catalog=catalog,
             workers=concurrency,
         )
-    deps = Deps(catalog, kube, store, SlackNotifier(slack), jobs.spawn, prom, alertmanager=alertmanager)
+    deps = Deps(
+        catalog,
+        kube,
+        store,
+        SlackNotifier(slack),
+        jobs.spawn,
+        prom,
+        alertmanager=alertmanager,
+        rabbitmq=_rabbitmq(settings, catalog),
+        payflow_redis=_payflow_redis(settings, catalog),
+    )
     dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute
     bolt = build_bolt(
@@ -135,3 +149,28 @@ def build_runtime(
         command=settings.command,
     )
     return Runtime(settings, catalog, store, kube, slack, jobs, telemetry, dispatcher, bolt)
+
+
+def _rabbitmq(settings: Settings, catalog: Catalog) -> RabbitMQ | None:
+    """None when the setting is unset, or not a URL (then `/payflow mq` says what to set)."""
+    conf = catalog.data.rabbitmq
+    url = settings.named(conf.url_setting)
+    if url is None:
+        return None
+    try:
+        return RabbitMQ(url, vhost=conf.vhost, timeout=catalog.data.timeout_seconds)
+    except ValueError as exc:  # says what is wrong with the URL, never the URL
+        log.error("%s: %s; /payflow mq is off", conf.url_setting, exc)
+        return None
+
+
+def _payflow_redis(settings: Settings, catalog: Catalog) -> PayflowRedis | None:
+    conf = catalog.data.redis
+    url = settings.named(conf.url_setting)
+    if url is None:
+        return None
+    try:
+        return PayflowRedis(url, timeout=catalog.data.timeout_seconds)
+    except ValueError as exc:
+        log.error("%s: %s; /payflow tokens is off", conf.url_setting, exc)
+        return None
