@@ -3,7 +3,6 @@ its management API by the monitoring user, queues made by a real AMQP client (pi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import quote
@@ -13,6 +12,7 @@ import pytest
 
 from bot.config.catalog import Catalog, CatalogError, load_catalog, parse_catalog
 from bot.config.settings import Settings
+from sandbox.local import wait_until
 from sandbox.rabbitmq import RabbitNode
 from tests.support.blackhole import BlackHole
 from tests.support.chat import Chat
@@ -74,11 +74,13 @@ def queues(rabbitmq_node: RabbitNode) -> Iterator[None]:
         sub = consumer.channel()
         sub.basic_qos(prefetch_count=PREFETCH)
         sub.basic_consume(BUSY, lambda ch, method, props, body: held.append(method.delivery_tag))
-        deadline = time.monotonic() + 30
         expected = {BUSY: (3, PREFETCH, 1), BACKLOG: (30, 0, 0), IDLE: (0, 0, 0)}
-        while {n: _queue_counts(rabbitmq_node, n) for n in expected} != expected:
-            assert time.monotonic() < deadline, "the management API did not catch up"
-            consumer.process_data_events(time_limit=0.2)
+
+        def caught_up() -> bool:
+            consumer.process_data_events(time_limit=0.1)  # deliveries reach the consumer
+            return {n: _queue_counts(rabbitmq_node, n) for n in expected} == expected
+
+        wait_until(caught_up, 30, "the management API to show the queues' counts")
         assert len(held) == PREFETCH  # delivered, never acknowledged
         yield
     finally:
