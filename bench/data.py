@@ -1,5 +1,11 @@
 """The data-tier commands against real stores at benchmark scale, one case each, in one table.
 
+`db`: `/payflow db`, `db slow`, `db slow 25` and `db activity` sent signed to the served bot,
+which reads a private PostgreSQL seeded with 1,000,000 transactions (and its slow statements in
+pg_stat_statements) as the bot's role `payflow_bot`: ack, and command → answer posted by the
+Slack stand-in's clock, median and max of `--runs` taken in rounds (a busy moment of the machine
+hits every command alike), and the answer's size.
+
 `tokens`: `/payflow tokens` sent signed to the served bot (sandbox cluster, Slack stand-in) with
 100,000 blacklist keys in a private redis-server: time from the command to the answer posted,
 and what the count costs Redis itself: the latency of GETs that another client (a separate
@@ -8,7 +14,7 @@ during the operations guide's `KEYS "*token*"`. Goal: GET p99 ≤ 1 ms during `t
 
 A case is a `Case(name, run)` in `CASES`; `run` returns rows for the table.
 
-    .venv/bin/python bench/data.py [--only tokens] [--tokens 100000] [--runs 5]
+    .venv/bin/python bench/data.py [--only db|tokens] [--transactions 1000000] [--tokens 100000] [--runs 5]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from bot.shell.runtime import build_runtime  # noqa: E402
 from sandbox import demo  # noqa: E402
 from sandbox.cluster import Cluster  # noqa: E402
 from sandbox.k8s_api import SandboxServer  # noqa: E402
+from sandbox.payflow_db import PayflowDatabase  # noqa: E402
 from sandbox.payflow_redis import fill_blacklist  # noqa: E402
 from sandbox.seed import seed  # noqa: E402
 from sandbox.slack_api import SlackApiStub  # noqa: E402
@@ -229,12 +236,60 @@ def bench_tokens(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-CASES: list[Case] = [Case("tokens", bench_tokens)]
+DB_COMMANDS = (("db", "dave"), ("db slow", "alice"), ("db slow 25", "alice"), ("db activity", "alice"))
+
+
+def _db_answer(chat: Chat, text: str, user: str) -> tuple[float, float, int]:
+    """(ack s, command → answer posted s, characters of the answer's blocks) of one run."""
+    slack = chat.slack
+    posted, replied = len(slack.calls_to("chat.postMessage")), len(slack.responses)
+    sent = time.time()
+    ack = chat.send(text, user=user)
+    acked = time.time()
+    chat.bot.idle(60)
+    answers = slack.calls_to("chat.postMessage")[posted:] + slack.responses[replied:]
+    said = " ".join(str(c.params.get("text", "")) for c in answers)
+    if ack.status_code != 200 or not answers or "did not answer" in said or "went wrong" in said:
+        raise RuntimeError(f"{text}: no answer ({ack.status_code} {ack.text[:100]} {said[:200]})")
+    chars = sum(len(json.dumps(c.params.get("blocks") or [], ensure_ascii=False)) for c in answers)
+    return acked - sent, max(c.at for c in answers) - sent, chars
+
+
+def bench_db(args: argparse.Namespace) -> list[Row]:
+    began = time.monotonic()
+    users = max(500, args.transactions // 100)
+    with PayflowDatabase(users=users, transactions=args.transactions) as db:
+        seeded = f"{args.transactions:,} transactions, {users:,} users in {time.monotonic() - began:.1f} s"
+        rows = [Row("db", "seeded (generate_series) + slow statements", seeded)]
+        catalog = demo.demo_catalog(load_catalog()).model_copy(update={"digests": []})
+        with served_bot(catalog, {"DATABASE_URL": db.bot_dsn}) as chat:
+            for text, user in DB_COMMANDS:
+                _db_answer(chat, text, user)  # warm: the first connection, the first rendering
+            runs: dict[str, list[tuple[float, float, int]]] = {text: [] for text, _ in DB_COMMANDS}
+            for _ in range(args.runs):
+                for text, user in DB_COMMANDS:
+                    runs[text].append(_db_answer(chat, text, user))
+    for text, measured in runs.items():
+        ack = statistics.median(m[0] * 1000 for m in measured)
+        answers = [m[1] * 1000 for m in measured]
+        rows.append(
+            Row(
+                text,
+                f"ack / command → answer posted, median (max) of {len(measured)}",
+                f"{ack:.1f} ms / {statistics.median(answers):.0f} ms ({max(answers):.0f} ms)",
+            )
+        )
+        rows.append(Row(text, "answer's blocks, characters", f"{measured[-1][2]:,}"))
+    return rows
+
+
+CASES: list[Case] = [Case("db", bench_db), Case("tokens", bench_tokens)]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", action="append", choices=[c.name for c in CASES])
+    parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--tokens", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(

@@ -17,6 +17,7 @@ from bot.domain.ports import Notifier
 from bot.gateways.kube import Kube
 from bot.gateways.kube_objects import Snapshot
 from bot.gateways.payflow_redis import PayflowRedis
+from bot.gateways.postgres import Postgres
 from bot.gateways.rabbitmq import RabbitMQ
 from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 
@@ -38,6 +39,7 @@ class Deps:
     alertmanager: Any = None  # bot.gateways.alertmanager.Alertmanager when ALERTMANAGER_URL is set
     rabbitmq: RabbitMQ | None = None  # when the setting named by catalog data.rabbitmq is set
     payflow_redis: PayflowRedis | None = None  # PayFlow's Redis (data.redis), not the bot's store
+    postgres: Postgres | None = None  # when the setting catalog.data.postgres.url_setting is set
 
     async def audit(self, entry: AuditEntry) -> bool:
         """Append to the audit trail; False (and a loud log) if the store is unreachable."""

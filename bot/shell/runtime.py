@@ -24,6 +24,7 @@ from bot.gateways.jobs import Jobs, QueuedJobs
 from bot.gateways.kube import Kube
 from bot.gateways.outbox import Outbox
 from bot.gateways.payflow_redis import PayflowRedis
+from bot.gateways.postgres import Postgres
 from bot.gateways.prom import Prom
 from bot.gateways.rabbitmq import RabbitMQ
 from bot.gateways.slack import DeliveryFailed, DeliveryPolicy, SlackError, SlackGateway, make_client
@@ -138,6 +139,7 @@ def build_runtime(
         alertmanager=alertmanager,
         rabbitmq=_rabbitmq(settings, catalog),
         payflow_redis=_payflow_redis(settings, catalog),
+        postgres=_postgres(settings, catalog),
     )
     dispatcher = Dispatcher(deps, slack, policy, telemetry)
     jobs.execute = dispatcher.execute
@@ -162,6 +164,14 @@ def _rabbitmq(settings: Settings, catalog: Catalog) -> RabbitMQ | None:
     except ValueError as exc:  # says what is wrong with the URL, never the URL
         log.error("%s: %s; /payflow mq is off", conf.url_setting, exc)
         return None
+
+
+def _postgres(settings: Settings, catalog: Catalog) -> Postgres | None:
+    """None when the setting is unset (then the `db` commands say what to set); a string that is
+    not a connection string is said by each `db` command, naming the setting, never its value."""
+    setting = catalog.data.postgres.url_setting
+    dsn = settings.named(setting)
+    return Postgres(dsn, timeout=catalog.data.timeout_seconds, setting=setting) if dsn else None
 
 
 def _payflow_redis(settings: Settings, catalog: Catalog) -> PayflowRedis | None:
