@@ -124,6 +124,8 @@ def seed(cluster: Any, catalog: Catalog) -> Any:
             cluster.create(kind, obj)
         for policy in seed_extras.network_policies(catalog):
             cluster.create("NetworkPolicy", policy)
+        for config_map in seed_extras.config_maps(catalog):
+            cluster.create("ConfigMap", config_map)
         for cronjob in seed_extras.cronjobs(catalog):
             cluster.create("CronJob", cronjob)
     seed_extras.seed_history(cluster, catalog)

@@ -1,10 +1,14 @@
-"""What a real PayFlow namespace holds besides its services: NetworkPolicies, and the database
-CronJobs with a few days of history.
+"""What a real PayFlow namespace holds besides its services: NetworkPolicies, ConfigMaps, and the
+database CronJobs with a few days of history.
 
 NetworkPolicies: default-deny ingress for every pod, then per service an ingress allow and an
 egress allow selecting its pods by the labels they carry (``app``) -- except the catalog's LAST
 service, left with neither, so a coverage report has a finding whatever the catalog's size.
 Two policies a service: seeding stays linear for 1,000-service catalogs.
+
+ConfigMaps: the shared settings, one service's settlement settings with a test card number in a
+fixture, and a legacy batch's config holding a database password -- what a namespace accumulates,
+and what a config backup posted to chat must never show as is.
 
 CronJobs: ``postgres-backup`` (nightly pg_dump; the Job is annotated with the dump's size on
 success) and ``restore-drill`` (weekly; restores the latest dump into a scratch database and
@@ -119,6 +123,58 @@ def network_policies(catalog: Catalog) -> list[dict[str, Any]]:
         )
     )
     return out
+
+
+def config_maps(catalog: Catalog) -> list[dict[str, Any]]:
+    ns = catalog.namespace
+    services = list(catalog.services)
+    owner = services[min(2, len(services) - 1)] if services else "wallet-service"
+    data: list[tuple[str, dict[str, str]]] = [
+        (
+            "payflow-config",
+            {
+                "NODE_ENV": "production",
+                "LOG_LEVEL": "info",
+                "POSTGRES_HOST": f"postgres.{ns}.svc",
+                "REDIS_HOST": f"redis.{ns}.svc",
+                "RABBITMQ_HOST": f"rabbitmq.{ns}.svc",
+                "CURRENCY": "EUR",
+            },
+        ),
+        (
+            f"{owner}-settlement",
+            {
+                "settlement.yaml": (
+                    "cutoff: '22:00'\n"
+                    "timezone: Europe/Amsterdam\n"
+                    "provider_url: https://acquirer.example.com/v2/settle\n"
+                    "smoke_test:\n"
+                    "  card: 4111 1111 1111 1111\n"
+                    "  amount_cents: 100\n"
+                ),
+                "BATCH_SIZE": "500",
+            },
+        ),
+        (
+            "legacy-reconciliation",
+            {
+                "DB_HOST": f"postgres.{ns}.svc",
+                "DB_USER": "reconciler",
+                "DB_PASSWORD": "Payfl0w-Recon-2023!",
+                "SCHEDULE": "0 3 * * *",
+            },
+        ),
+    ]
+    labels = {"app.kubernetes.io/part-of": "payflow"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns, "labels": dict(labels)},
+            "data": values,
+        }
+        for name, values in data
+    ]
 
 
 def _cronjob(catalog: Catalog, name: str, schedule: str, script: str, program: str) -> dict[str, Any]:

@@ -303,6 +303,7 @@ def test_the_role_grants_exactly_what_the_commands_call(recorded, k8s_view, clus
     chat.run("health api-gateway")
     chat.run("logs api-gateway --lines 50")
     chat.run("logs api-gateway --errors")
+    assert "not isolated" in chat.run("netpol").all_text()
 
     chat.run("deploy api-gateway v1.2.3 PAY-1")
     chat.click(approval_message(chat), "Approve", user="bob")

@@ -147,12 +147,16 @@ class Kube:
         return self._lazy("NetworkingV1Api")
 
     @property
+    def _batch(self) -> Any:
+        return self._lazy("BatchV1Api")
+
+    @property
     def _version(self) -> Any:
         return self._lazy("VersionApi")
 
     def warm(self) -> None:
         """Build the API classes in a pool thread, off the event loop, once the process is up."""
-        for name in ("AppsV1Api", "CoreV1Api", "NetworkingV1Api"):
+        for name in ("AppsV1Api", "CoreV1Api", "NetworkingV1Api", "BatchV1Api"):
             self._pool.submit(self._lazy, name)
 
     def close(self) -> None:
@@ -272,6 +276,38 @@ class Kube:
     async def services(self) -> dict[str, ServiceState]:
         data = await self._call(self._core.list_namespaced_service, self.namespace)
         return {s.name: s for s in map(_service, data.get("items", []))}
+
+    # Raw JSON for the kinds only one command reads: the command's domain module interprets them.
+
+    async def network_policies(self) -> list[dict[str, Any]]:
+        data = await self._call(self._net.list_namespaced_network_policy, self.namespace)
+        return list(data.get("items", []))
+
+    async def config_maps(self) -> list[dict[str, Any]]:
+        """Never Secrets: the bot's Role cannot read them, and no call here asks."""
+        data = await self._call(self._core.list_namespaced_config_map, self.namespace)
+        return list(data.get("items", []))
+
+    async def cron_job(self, name: str) -> dict[str, Any]:
+        return dict(await self._call(self._batch.read_namespaced_cron_job, name, self.namespace))
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        data = await self._call(self._batch.list_namespaced_job, self.namespace)
+        return list(data.get("items", []))
+
+    async def job(self, name: str) -> dict[str, Any]:
+        return dict(await self._call(self._batch.read_namespaced_job, name, self.namespace))
+
+    async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One POST; a timeout is `Unreachable(uncertain=True)`: the Job may exist."""
+        return dict(await self._call(self._batch.create_namespaced_job, self.namespace, body))
+
+    async def job_pods(self, job: str) -> list[dict[str, Any]]:
+        """The pods the job controller made for `job` (its `job-name` label), raw."""
+        data = await self._call(
+            self._core.list_namespaced_pod, self.namespace, label_selector=f"job-name={job}"
+        )
+        return list(data.get("items", []))
 
     async def snapshot(self) -> Snapshot:
         """One parallel read of the namespace; concurrent callers share a read already in flight."""

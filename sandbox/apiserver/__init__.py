@@ -4,7 +4,7 @@
 - ``storage``: objects, the resourceVersion counter, write accounting; ``events``: Event recording
 - ``selectors``, ``patches`` (merge, strategic merge, JSON patch), ``admission`` (defaulting, validation)
 - ``cluster``: the registry (create/get/list/replace/patch/delete, subresources) wiring them together
-- ``admission_more``: the same for Jobs, CronJobs and NetworkPolicies
+- ``admission_more``: the same for Jobs, CronJobs, NetworkPolicies and ConfigMaps
 - ``controllers``: the deployment controller; ``kubelet`` and ``pod_logs``: pods, probes, logs
 - ``jobs``: the job controller and CronJob bookkeeping; ``runs``: pods that run to completion,
   driven by ``sandbox.payflow.io/*`` annotations; ``programs``: the backup and restore drill

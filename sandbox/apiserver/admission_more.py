@@ -1,4 +1,4 @@
-"""Admission for Jobs, CronJobs and NetworkPolicies: the defaults kube-apiserver fills in (a
+"""Admission for Jobs, CronJobs, NetworkPolicies and ConfigMaps: the defaults kube-apiserver fills in (a
 Job's generated selector and ``job-name``/``controller-uid`` labels, backoffLimit 6, a
 NetworkPolicy's policyTypes) and validation with the real field paths and messages. Kept apart
 from ``admission`` (workloads that serve) so each stays one screenful of rules."""
@@ -16,6 +16,8 @@ from sandbox.apiserver.kinds import JSON, ApiError, KindInfo
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
 _CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?]+$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+CONFIG_MAP_MAX_BYTES = 1024 * 1024
 _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -96,6 +98,8 @@ def validate(info: KindInfo, name: str, obj: JSON, current: JSON | None) -> None
     spec = obj.get("spec")
     if info.kind == "NetworkPolicy":
         _validate_network_policy(spec, invalid)
+    elif info.kind == "ConfigMap":
+        _validate_config_map(obj, invalid)
     elif info.kind == "Job":
         if not isinstance(spec, dict):
             raise invalid("spec", "Required value")
@@ -120,6 +124,31 @@ def validate(info: KindInfo, name: str, obj: JSON, current: JSON | None) -> None
         if not isinstance(job_template, dict) or not isinstance(job_template.get("spec"), dict):
             raise invalid("spec.jobTemplate.spec", "Required value")
         _validate_job_spec(job_template["spec"], "spec.jobTemplate.spec", invalid)
+
+
+def _validate_config_map(obj: JSON, invalid: Any) -> None:
+    """Keys as kube-apiserver checks them, string values (what Go's decoder insists on), 1 MiB."""
+    total = 0
+    for field in ("data", "binaryData"):
+        values = obj.get(field) or {}
+        if not isinstance(values, dict):
+            raise ApiError.bad_request(f'ConfigMap in version "v1" cannot be handled as a ConfigMap: {field}')
+        for key, value in values.items():
+            if not _CONFIG_KEY.match(key):
+                raise invalid(
+                    f"{field}[{key}]",
+                    f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
+                    "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', "
+                    "regex used for validation is '[-._a-zA-Z0-9]+')",
+                )
+            if not isinstance(value, str):
+                raise ApiError.bad_request(
+                    f'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal '
+                    f"{type(value).__name__} into Go struct field ConfigMap.{field} of type string"
+                )
+            total += len(key) + len(value.encode())
+    if total > CONFIG_MAP_MAX_BYTES:
+        raise invalid("", f"Too long: must have at most {CONFIG_MAP_MAX_BYTES} bytes")
 
 
 def _validate_job_spec(spec: JSON, where: str, invalid: Any) -> None:

@@ -153,7 +153,7 @@ class Cluster(Knobs):
             md.setdefault("annotations", {})
             for transient in ("resourceVersion", "deletionTimestamp", "managedFields", "selfLink"):
                 md.pop(transient, None)
-            if info.kind == "Event":
+            if info.kind in ("Event", "ConfigMap"):  # objects without a spec have no generation
                 md.pop("generation", None)
             self._admit(info, name, obj, None)
             if info.has_status and info.kind != "Pod":
@@ -459,7 +459,7 @@ class Cluster(Knobs):
             else:
                 new.pop("status", None)
         self._admit(info, name, new, current)
-        if info.kind != "Event" and new.get("spec") != current.get("spec"):
+        if info.kind not in ("Event", "ConfigMap") and new.get("spec") != current.get("spec"):
             md["generation"] = int(cur_meta.get("generation") or 1) + 1
         if dry_run:
             return new

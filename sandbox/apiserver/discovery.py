@@ -29,6 +29,7 @@ SHORT_NAMES = {
     "Event": ["ev"],
     "NetworkPolicy": ["netpol"],
     "CronJob": ["cj"],
+    "ConfigMap": ["cm"],
 }
 _SUBRESOURCES: dict[str, list[tuple[str, str, str, list[str]]]] = {
     # plural -> [(subresource, kind, group/version or "", verbs)]

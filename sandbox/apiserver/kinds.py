@@ -50,6 +50,7 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("Job", "batch/v1", "jobs"),
         KindInfo("CronJob", "batch/v1", "cronjobs"),
         KindInfo("Pod", "v1", "pods"),
+        KindInfo("ConfigMap", "v1", "configmaps", has_status=False),
         KindInfo("Event", "v1", "events", has_status=False),
         KindInfo("Namespace", "v1", "namespaces", namespaced=False),
     )

@@ -155,6 +155,11 @@ def _network_policy(obj: JSON, now: datetime) -> Cells:
     ]
 
 
+def _config_map(obj: JSON, now: datetime) -> Cells:
+    data = len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
+    return [obj["metadata"]["name"], data, _age(obj["metadata"].get("creationTimestamp"), now)]
+
+
 def _pod_template(template: JSON | None) -> tuple[str, str]:
     containers = ((template or {}).get("spec") or {}).get("containers") or []
     return ",".join(str(c.get("name")) for c in containers), ",".join(str(c.get("image")) for c in containers)
@@ -276,6 +281,7 @@ _PRINTERS: dict[str, tuple[list[JSON], Callable[[JSON, datetime], Cells]]] = {
         _ingress,
     ),
     "NetworkPolicy": ([NAME, _col("Pod-Selector"), _col("Age")], _network_policy),
+    "ConfigMap": ([NAME, _col("Data", "integer"), _col("Age")], _config_map),
     "Job": (
         [
             NAME,
