@@ -1,5 +1,6 @@
-"""Digests: the guide's daily checklist and the hourly error-rate summary, on the catalog's
-schedules and on demand (`/payflow digest now`).
+"""Digests: the guide's daily checklist, the hourly error-rate summary and the weekly and monthly
+reviews (handlers/digests_periodic.py), on the catalog's schedules and on demand
+(`/payflow digest now [daily|weekly|monthly]`).
 
 Exactly once per slot, whatever the number of replicas: the replica that creates the store
 key `digest:<schedule>:<slot>` posts; the others see the key and stay quiet. A slot missed while
@@ -30,6 +31,7 @@ from bot.domain.views import (
     ErrorDigest,
     Figure,
     HealthItem,
+    PeriodDigest,
     Reply,
     ScheduleInfo,
     worst,
@@ -39,6 +41,9 @@ from bot.gateways.prom import Overview, Prom, Reading, ServiceFigures
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable
 from handlers.base import Context, Deps
+from handlers.business_figures import business_figures
+from handlers.digest_lines import extra_lines
+from handlers.digests_periodic import monthly_digest, weekly_digest
 from handlers.health import dependency_items
 from handlers.metrics import (
     availability_figure,
@@ -50,19 +55,27 @@ from handlers.metrics import (
 from handlers.registry import Usage, at_most, background, command, shown
 from handlers.status import service_status
 
+KINDS = ("daily", "weekly", "monthly")
+
 
 @dataclass(frozen=True)
 class Digest:
     now: bool = False
+    kind: str = "daily"  # daily | weekly | monthly
 
 
 def _parse(args: list[str], catalog: Catalog) -> Digest:
-    at_most(args, 1, "digest")
+    at_most(args, 2, "digest")
     if args and args[0].lower() != "now":
         raise Usage(
-            f"`{shown(args[0])}` is not understood here: `/payflow digest now` posts one now.", "digest"
+            f"`{shown(args[0])}` is not understood here: `/payflow digest now [daily|weekly|monthly]` "
+            "posts one now.",
+            "digest",
         )
-    return Digest(now=bool(args))
+    kind = args[1].lower() if len(args) > 1 else "daily"
+    if kind not in KINDS:
+        raise Usage(f"`{shown(args[1])}` is not a digest: say daily, weekly or monthly.", "digest")
+    return Digest(now=bool(args), kind=kind)
 
 
 log = logging.getLogger(__name__)
@@ -107,15 +120,22 @@ async def health_digest(deps: Deps, window: str, title: str, late: str | None = 
             unavailable.append(f"pods and versions: {exc}")
             return None
 
+    extra_task = asyncio.ensure_future(extra_lines(deps, "daily"))
     if prom is None:
         # said once, in the list of what is unavailable; every figure then shows a bare "—"
         overview, alerts = _unavailable(NOT_SET), Reading(None, NOT_STATED)
         snap, dep_items = await asyncio.gather(snapshot(), dependency_items(catalog, None))
         dep_items = [_once(item) for item in dep_items]
+        business: tuple[Figure, ...] = ()
     else:
-        snap, overview, dep_items, alerts = await asyncio.gather(
-            snapshot(), prom.overview(window), dependency_items(catalog, prom), prom.firing_alerts()
+        snap, overview, dep_items, alerts, business = await asyncio.gather(
+            snapshot(),
+            prom.overview(window),
+            dependency_items(catalog, prom),
+            prom.firing_alerts(),
+            business_figures(prom, "1d"),
         )
+    extra = await extra_task
     # a problem common to every service is listed once below, not repeated in every figure
     problem = NOT_STATED if overview.problems and not overview.services else "no data"
     unavailable += [p for p in overview.problems]
@@ -160,6 +180,8 @@ async def health_digest(deps: Deps, window: str, title: str, late: str | None = 
         window,
         tuple(_dedupe(unavailable)),
         late,
+        business,
+        extra,
     )
 
 
@@ -205,19 +227,33 @@ def channel_of(deps: Deps, schedule: DigestSchedule) -> str:
 
 
 @command(
-    "digest [now]",
-    summary="The digest schedules and when each posts next; `now` posts the health digest here.",
+    "digest [now] [daily|weekly|monthly]",
+    summary="The digest schedules and when each posts next; `now` posts one here (daily unless "
+    "you say weekly or monthly).",
     role=Role.VIEWER,
-    examples=("/payflow digest", "/payflow digest now"),
+    examples=("/payflow digest", "/payflow digest now", "/payflow digest now weekly"),
     parse=_parse,
 )
 async def digest(cmd: Digest, ctx: Context) -> Reply:
     if not cmd.now:
         running = ctx.deps.prom is not None
         return Reply(DigestSchedules(schedule_infos(ctx.deps, datetime.now(UTC)), running))
-    window = ctx.catalog.digests[0].window if ctx.catalog.digests else "1h"
-    report = await health_digest(ctx.deps, window, f"PayFlow digest · {ctx.catalog.environment}")
-    return Reply(report, public=True, detail=f"verdict {report.verdict}")
+    env = ctx.catalog.environment
+    view: DigestReport | PeriodDigest
+    if cmd.kind == "weekly":
+        view = await weekly_digest(
+            ctx.deps, _window_of(ctx.catalog, "weekly"), f"PayFlow weekly review · {env}"
+        )
+    elif cmd.kind == "monthly":
+        view = await monthly_digest(ctx.deps, f"PayFlow monthly review · {env}")
+    else:
+        view = await health_digest(ctx.deps, _window_of(ctx.catalog, "health"), f"PayFlow digest · {env}")
+    return Reply(view, public=True, detail=f"{cmd.kind}: verdict {view.verdict}")
+
+
+def _window_of(catalog: Catalog, kind: str) -> str:
+    """The window of the catalog's first schedule of this kind (1h without one)."""
+    return next((s.window for s in catalog.digests if s.kind == kind), "1h")
 
 
 # -- the schedules ------------------------------------------------------------------------------
@@ -318,10 +354,13 @@ class Scheduler:
     async def _post(self, schedule: DigestSchedule, late: str | None) -> None:
         channel = channel_of(self.deps, schedule)
         env = self.deps.catalog.environment
+        view: DigestReport | ErrorDigest | PeriodDigest
         if schedule.kind == "health":
-            view: DigestReport | ErrorDigest = await health_digest(
-                self.deps, schedule.window, f"PayFlow daily checklist · {env}", late
-            )
+            view = await health_digest(self.deps, schedule.window, f"PayFlow daily checklist · {env}", late)
+        elif schedule.kind == "weekly":
+            view = await weekly_digest(self.deps, schedule.window, f"PayFlow weekly review · {env}", late)
+        elif schedule.kind == "monthly":
+            view = await monthly_digest(self.deps, f"PayFlow monthly review · {env}", late)
         else:
             view = await error_digest(self.deps, schedule.window, f"PayFlow error rates · {env}", late)
         await self.deps.notifier.post(channel, view)

@@ -25,6 +25,7 @@ from bot.gateways.prom import Prom, PromError, PromQueryError, Reading, Scalar, 
 from bot.gateways.slack import SlackError
 from bot.gateways.store import StoreUnavailable
 from handlers.base import Context
+from handlers.business_figures import business_figures
 from handlers.registry import Usage, at_most, command, service_arg, shown
 
 log = logging.getLogger(__name__)
@@ -308,10 +309,13 @@ async def show_metrics(cmd: Metrics, ctx: Context) -> Reply:
         "p95": prom.expr("latency", service=cmd.service, by="color", window=rate_label, quantile=0.95),
     }
     figures_task = asyncio.ensure_future(prom.service_figures(cmd.service, cmd.window))
+    # platform totals, not this service's: a "Business" line when the catalog's templates are set
+    business_task = asyncio.ensure_future(business_figures(prom, cmd.window, "a day earlier"))
     live = await _live(ctx, cmd.service)
     try:
         raw = await figures_task
     except PromError as exc:  # no second deadline for the chart: one is enough to name the problem
+        business_task.cancel()
         unavailable = Reading(None, f"unavailable: {exc}")
         figures = golden_figures(ServiceFigures(*(unavailable,) * 5), slos)
         report = MetricsReport(cmd.service, cmd.window, figures, live, "no chart: Prometheus did not answer")
@@ -338,7 +342,10 @@ async def show_metrics(cmd: Metrics, ctx: Context) -> Reply:
             except PromError as exc:
                 coverage = f"only {_human(covered)} of data in the {cmd.window} window ({exc})"
     figures = golden_figures(raw, slos)
-    report = MetricsReport(cmd.service, cmd.window, figures, live, chart_problem, coverage=coverage)
+    business = await business_task
+    report = MetricsReport(
+        cmd.service, cmd.window, figures, live, chart_problem, coverage=coverage, business=business
+    )
     await ctx.notifier.post(ctx.channel, report, thread=ctx.message)
     detail = cmd.window + (f"; {coverage}" if coverage else "")
     if found is None:

@@ -45,6 +45,7 @@ class PrometheusServer:
         data_dir: str | Path | None = None,
         job: str = "payflow-sandbox",
         ca_file: str | Path | None = None,
+        retention: str = "15d",
     ):
         """`targets`: URLs whose `/metrics` is scraped (`https://127.0.0.1:6443`); `ca_file`: the CA
         that signed an https target's certificate (the sandbox's `ca_file`), verified on every
@@ -54,6 +55,7 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self.rules = rules
         self.job = job
+        self.retention = retention  # a backfilled history older than this is dropped at start
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="payflow-prometheus-")
@@ -117,7 +119,7 @@ class PrometheusServer:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.data}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=15d",
+                f"--storage.tsdb.retention.time={self.retention}",
                 "--log.level=warn",
             ],
             stdout=subprocess.DEVNULL,

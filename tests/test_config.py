@@ -128,3 +128,18 @@ def test_serve_refuses_an_invalid_catalog_and_missing_credentials(tmp_path):
 
     socket = run_cli("serve", "--socket-mode", env={"SLACK_BOT_TOKEN": "xoxb-abc"})
     assert "--socket-mode needs SLACK_APP_TOKEN" in socket.stderr and socket.returncode == 2
+
+
+def test_digest_kinds_and_default_schedules(tmp_path):
+    c = load_catalog()
+    kinds = {d.name: (d.kind, d.cron) for d in c.digests}
+    assert kinds["weekly-review"] == ("weekly", "0 9 * * 1")  # Mondays 09:00
+    assert kinds["monthly-review"] == ("monthly", "0 9 1 * *")  # the 1st, 09:00
+    assert all(d.channel is None for d in c.digests)  # channels.digests
+    path = tmp_path / "payflow.yaml"
+    text = (ROOT / "payflow.yaml").read_text()
+    path.write_text(text.replace("kind: weekly", "kind: fortnightly"))
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    [problem] = info.value.problems
+    assert problem.startswith("digests.2.kind: ") and "'weekly'" in problem and "'monthly'" in problem

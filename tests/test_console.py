@@ -419,3 +419,18 @@ def test_mrkdwn_rendering():
     )
     ansi = Mrkdwn(Style(True), lambda u: u, lambda c: c)
     assert ansi("*b* _i_ `c`") == "\x1b[1mb\x1b[0m \x1b[3mi\x1b[0m \x1b[36mc\x1b[0m"
+
+
+def test_digests_of_each_kind_on_demand(tmp_path):
+    out = run_lines(
+        ["/payflow digest now", "/payflow digest now weekly", "/payflow digest now monthly"], tmp_path
+    )
+    assert "== PayFlow digest · production ==" in out
+    assert "Business (all PayFlow, the last day) transactions " in out
+    assert "== PayFlow weekly review · production ==" in out
+    assert "Changes 0 deployed, 0 rolled back this week" in out
+    assert "api-gateway · requests " in out and "replicas 3/3 (max 20)" in out
+    assert "restarts: the pods' own restart counts" in out  # the sandbox exports no restart counter
+    assert "== PayFlow monthly review · production ==" in out
+    assert "Incidents 0 alert group(s) started in the last 30 days" in out
+    assert "error budget: the share of the allowed 0.10 % unavailability (SLO 99.900 %)" in out

@@ -134,7 +134,9 @@ class Dependency(_Strict):
     description: str = ""
 
 
-DigestKind = Literal["health", "errors"]
+# health: the daily checklist; errors: error rates; weekly: this week against last week (and
+# capacity); monthly: availability against the SLO, the error budget, changes and incidents.
+DigestKind = Literal["health", "errors", "weekly", "monthly"]
 
 
 class DigestSchedule(_Strict):
@@ -143,7 +145,7 @@ class DigestSchedule(_Strict):
     cron: str
     timezone: str = "UTC"
     channel: str | None = None  # default: channels.digests
-    window: Window = "1h"
+    window: Window = "1h"  # weekly: the span a CPU/memory peak is averaged over (1h: the busiest hour)
 
     @field_validator("name")
     @classmethod
@@ -189,6 +191,8 @@ def default_digests() -> list[DigestSchedule]:
     return [
         DigestSchedule(name="daily-checklist", kind="health", cron="0 9 * * *"),
         DigestSchedule(name="hourly-errors", kind="errors", cron="0 * * * *"),
+        DigestSchedule(name="weekly-review", kind="weekly", cron="0 9 * * 1"),
+        DigestSchedule(name="monthly-review", kind="monthly", cron="0 9 1 * *"),
     ]
 
 

@@ -176,6 +176,7 @@ class MetricsReport:
     live: str | None = None
     note: str = ""  # e.g. why there is no chart
     coverage: str = ""  # when the window holds less data than asked, and what the figures cover
+    business: tuple[Figure, ...] = ()  # platform totals over the window against a day earlier
 
     @property
     def verdict(self) -> str:
@@ -235,6 +236,8 @@ class DigestReport:
     window: str
     unavailable: tuple[str, ...] = ()  # "error rate, p95 …: Prometheus unreachable (…)"
     late: str | None = None  # "posted late: the 09:00 slot was missed while the bot was down"
+    business: tuple[Figure, ...] = ()  # platform totals over a day against the day before ("info")
+    extra: tuple[Figure, ...] = ()  # lines other commands add (handlers/digest_lines.py)
 
     @property
     def verdict(self) -> str:
@@ -242,7 +245,38 @@ class DigestReport:
             [s.verdict for s in self.services]
             + [d.verdict for d in self.dependencies]
             + [self.alerts.verdict]
+            + [f.verdict for f in self.extra]
         )
+
+
+@dataclass(frozen=True)
+class PeriodService:
+    """One service in the weekly or monthly review: its figures, each against the period before
+    or the SLO."""
+
+    name: str
+    verdict: str
+    figures: tuple[Figure, ...]
+
+
+@dataclass(frozen=True)
+class PeriodDigest:
+    """The weekly review (this week against last week, capacity) or the monthly one (availability
+    against the SLO, the error budget, changes and incidents): verdict first, then platform
+    lines, then one line per service."""
+
+    title: str
+    kind: str  # weekly | monthly
+    period: str  # "7d", "30d"
+    services: tuple[PeriodService, ...]  # worst first
+    summary: tuple[Figure, ...] = ()  # platform lines: changes, incidents, restarts, backups…
+    notes: tuple[str, ...] = ()  # where a figure comes from when that is not obvious
+    unavailable: tuple[str, ...] = ()
+    late: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return worst([s.verdict for s in self.services] + [f.verdict for f in self.summary])
 
 
 @dataclass(frozen=True)

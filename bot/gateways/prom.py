@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config.catalog import Catalog, load_catalog
@@ -79,6 +79,14 @@ class Reading:
 
     def scaled(self, factor: float) -> Reading:
         return self if self.value is None else Reading(self.value * factor, self.problem)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A figure now and the same figure one period earlier (yesterday, last week)."""
+
+    now: Reading
+    before: Reading
 
 
 @dataclass(frozen=True)
@@ -249,8 +257,8 @@ class Prom:
                 raise PromQueryError("the query returned a string, not a number") from None
         return [Sample(dict(item.get("metric", {})), _value(item["value"][1])) for item in data or []]
 
-    async def vector(self, promql: str) -> list[Sample]:
-        result = await self.instant(promql)
+    async def vector(self, promql: str, at: datetime | None = None) -> list[Sample]:
+        result = await self.instant(promql, at)
         if isinstance(result, Scalar):
             return [Sample({}, result.value)]
         return result
@@ -271,9 +279,9 @@ class Prom:
             for item in data or []
         ]
 
-    async def batch(self, exprs: Mapping[str, str]) -> dict[str, list[Sample]]:
+    async def batch(self, exprs: Mapping[str, str], at: datetime | None = None) -> dict[str, list[Sample]]:
         """Several expressions in one query."""
-        return untag(await self.vector(tagged(exprs)), exprs)
+        return untag(await self.vector(tagged(exprs), at), exprs)
 
     async def batch_range(
         self, exprs: Mapping[str, str], start: datetime, end: datetime, step_seconds: int
@@ -416,6 +424,93 @@ class Prom:
             for name, samples in found.items()
         }
 
+    async def now_and_before(
+        self, promql: str, ago: timedelta, *, key: str = "", at: datetime | None = None
+    ) -> dict[str, Pair]:
+        """`promql` now and `ago` earlier, in ONE range query of two points (step = `ago`): what
+        `offset` does, for a whole expression — `offset` binds to each selector, and a template's
+        selectors are the catalog's. Keyed by the label `key` ("" for a single series)."""
+        end = (at or now()).replace(microsecond=0)
+        step = int(ago.total_seconds())
+        series = await self.range(promql, end - ago, end, step)
+        half = end.timestamp() - step / 2
+        out: dict[str, Pair] = {}
+        for s in series:
+            name = dict(s.labels).get(key, "") if key else ""
+            later = [v for t, v in s.points if t > half]
+            earlier = [v for t, v in s.points if t <= half]
+            out[name] = Pair(_read(later), _read(earlier))
+        return out
+
+    async def compare(
+        self, figures: Mapping[str, str], ago: timedelta, *, key: str = "service", at: datetime | None = None
+    ) -> tuple[dict[str, dict[str, Pair]], tuple[str, ...]]:
+        """Each figure now and `ago` earlier, one query per figure, run together; a figure whose
+        query failed is empty and named in the problems ("requests: Prometheus unreachable")."""
+        names = list(figures)
+        results = await asyncio.gather(
+            *(self.now_and_before(figures[n], ago, key=key, at=at) for n in names), return_exceptions=True
+        )
+        found: dict[str, dict[str, Pair]] = {}
+        problems: list[str] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, PromError):
+                problems.append(f"{name}: {result}")
+                found[name] = {}
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found[name] = result
+        return found, tuple(problems)
+
+    async def business(
+        self, window: str, ago: timedelta = timedelta(days=1), at: datetime | None = None
+    ) -> dict[str, Pair]:
+        """The catalog's business figures (platform totals) over `window`, now and `ago` earlier:
+        one query per figure; a figure whose template is empty is left out, one that fails says why."""
+        section = self.catalog.business
+        templates = {
+            name: text.replace("{window}", window)
+            for name, text in (
+                ("transactions", section.transactions),
+                ("transaction_value", section.transaction_value),
+                ("active_users", section.active_users),
+            )
+            if text.strip()
+        }
+        found, problems = await self.compare(templates, ago, key="", at=at)
+        failed = dict(p.split(": ", 1) for p in problems)
+        missing = Pair(Reading(None, "no data"), Reading(None, "no data"))
+        return {
+            name: Pair(Reading(None, failed[name]), Reading(None, failed[name]))
+            if name in failed
+            else found[name].get("", missing)
+            for name in templates
+        }
+
+    async def peaks(
+        self, period: str, span: str, at: datetime | None = None
+    ) -> tuple[dict[str, dict[str, Reading]], str | None]:
+        """Each service's highest CPU and memory use against its limits over `period`, each point
+        averaged over `span` (a subquery of the catalog's ratios): one query."""
+        exprs = {
+            name: f"max_over_time(({self.expr(name, by='service', window=span)})[{period}:{span}])"
+            for name in ("cpu", "memory")
+        }
+        try:
+            found = await self.batch(exprs, at)
+        except PromError as exc:
+            return {}, str(exc)
+        out: dict[str, dict[str, Reading]] = {}
+        for name, samples in found.items():
+            for s in samples:
+                out.setdefault(s.labels.get("service", ""), {})[name] = Reading.of(s)
+        return out, None
+
+    async def by_label(self, promql: str, label: str, at: datetime | None = None) -> dict[str, Reading]:
+        """An instant vector keyed by one label (a service, a container)."""
+        return {s.labels.get(label, ""): Reading.of(s) for s in await self.vector(promql, at)}
+
     async def firing_alerts(self) -> Reading:
         try:
             result = await self.vector(self.catalog.promql.alerts)
@@ -443,6 +538,12 @@ def _figures(
         cpu=read("cpu"),
         memory=read("memory"),
     )
+
+
+def _read(values: list[float]) -> Reading:
+    if not values:
+        return Reading(None, "no data")
+    return Reading(None, "NaN") if math.isnan(values[-1]) else Reading(values[-1])
 
 
 def now() -> datetime:

@@ -2,7 +2,7 @@
 for notifications and screen readers). `kit` holds the pieces and the fitting rule; each other
 module registers the renderings of a family of views."""
 
-from bot.chat.blocks import changes, metrics, report, status
+from bot.chat.blocks import changes, digests, metrics, report, status
 from bot.chat.blocks.kit import (
     ACTION_PREFIX,
     MAX_BLOCKS,
@@ -27,6 +27,7 @@ __all__ = [
     "Row",
     "action_id",
     "changes",
+    "digests",
     "fit_rows",
     "metrics",
     "render",

@@ -6,6 +6,7 @@ from typing import Any
 
 from bot.base.mrkdwn import escape, slack_date
 from bot.base.redact import clip
+from bot.chat.blocks.digests import business_section, line_sections
 from bot.chat.blocks.kit import (
     COLOR_ICON,
     SECTION_LIMIT,
@@ -52,6 +53,7 @@ def _metrics(view: mv.MetricsReport) -> Message:
         _header(f"{view.service} · last {view.window}"),
         _section(summary + "\n" + coverage + "\n".join(_figure(f) for f in view.figures)),
     ]
+    blocks += business_section(view.business, f"all PayFlow, the last {view.window}")
     context = [f"all colors together{live}"]
     if view.note:
         context.append(escape(view.note))
@@ -167,6 +169,7 @@ def _digest(view: mv.DigestReport) -> Message:
         parts.append(
             f"{view.alerts.value} firing alert(s)" if view.alerts.value[:1].isdigit() else "alerts unknown"
         )
+    parts += [f.label for f in view.extra if f.verdict in ("bad", "unknown", "warn")]
     headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
         f" — {'; '.join(parts)}" if parts else ""
     )
@@ -179,6 +182,8 @@ def _digest(view: mv.DigestReport) -> Message:
     joined = f"*Dependencies* {' · '.join(deps)}" if deps else "*Dependencies* none in the catalog"
     tail = [_section(joined)] if len(joined) <= SECTION_LIMIT else _sections(["*Dependencies*", *deps])
     tail.append(_section(f"*Alerts* {VERDICT_ICON[view.alerts.verdict]} {escape(view.alerts.value)} firing"))
+    tail += business_section(view.business, "all PayFlow, the last day")
+    tail += line_sections(view.extra)
     tail.append(_context(f"figures over the last {view.window}; CPU and memory against 80 % of limits"))
     if view.unavailable:
         tail += _sections([f"❔ unavailable — {escape(u)}" for u in view.unavailable[:10]])
@@ -253,5 +258,5 @@ def _schedules(view: mv.DigestSchedules) -> Message:
     blocks = [_section("*Digest schedules*"), *_sections(lines)]
     if not view.running:
         blocks.append(_context("⚠️ Not posting: set PROMETHEUS_URL so this bot runs the schedules."))
-    blocks.append(_context("`/payflow digest now` posts the health digest here"))
+    blocks.append(_context("`/payflow digest now [daily|weekly|monthly]` posts one here"))
     return Message("Digest schedules", blocks)
