@@ -97,14 +97,14 @@ def _merge(old: dict[str, dict[str, Any]], payload: Webhook, now: datetime) -> d
             prev = {**prev, "status": "resolved", "ends_at": now.isoformat()}
         merged[fp] = prev
     for fp, alert in new.items():
-        prev = old.get(fp)
+        seen = old.get(fp)
         stale = (
-            prev is not None
-            and prev["status"] == "resolved"
+            seen is not None
+            and seen["status"] == "resolved"
             and alert["status"] == "firing"
-            and prev["starts_at"] == alert["starts_at"]
+            and seen["starts_at"] == alert["starts_at"]
         )
-        merged[fp] = prev if stale and prev is not None else alert
+        merged[fp] = seen if stale and seen is not None else alert
     ordered = sorted(
         merged.items(), key=lambda kv: (kv[1]["status"] != "firing", kv[1]["starts_at"] or "", kv[0])
     )
@@ -190,22 +190,22 @@ async def _recent_switch(deps: Deps, service: str, now: datetime) -> bool:
 
 async def card(deps: Deps, gid: str, record: dict[str, Any]) -> AlertGroupCard:
     now = datetime.now(UTC)
-    service = record.get("service")
-    known = service in deps.catalog.services
+    service: str | None = record.get("service")
+    known = service if service in deps.catalog.services else None  # the service, when the catalog has it
     silence = record.get("silence") or {}
     until = datetime.fromisoformat(silence["until"]) if silence.get("until") else None
     silenced = until is not None and until > now
     routing = deps.catalog.alerts
     shown = {"alertname", routing.service_label, routing.severity_label}  # already in the headline
     buttons: list[Button] = []
-    if known:
-        buttons.append(Button("Metrics", "alert_metrics", service))
+    if known is not None:
+        buttons.append(Button("Metrics", "alert_metrics", known))
     if record["status"] == "firing" and not silenced:
         what = f"*{record['title']}*" + (f" on {service}" if service else "")
         confirm = Confirm("Silence for 1 hour?", f"Alertmanager will not notify about {what} for an hour.")
         buttons.append(Button("Silence 1h", "alert_silence", gid, confirm=confirm))
-    if known and await _recent_switch(deps, service, now):
-        buttons.append(Button("Roll back", "rollback", value=service, style="danger"))
+    if known is not None and await _recent_switch(deps, known, now):
+        buttons.append(Button("Roll back", "rollback", value=known, style="danger"))
     return AlertGroupCard(
         title=record["title"],
         status=record["status"],

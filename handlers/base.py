@@ -14,10 +14,12 @@ from bot.base.roles import Role
 from bot.config.catalog import Catalog, Color
 from bot.domain import topology
 from bot.domain.ports import Notifier
+from bot.gateways.alertmanager import Alertmanager
 from bot.gateways.kube import Kube
 from bot.gateways.kube_objects import Snapshot
 from bot.gateways.payflow_redis import PayflowRedis
 from bot.gateways.postgres import Postgres
+from bot.gateways.prom import Prom
 from bot.gateways.rabbitmq import RabbitMQ
 from bot.gateways.store import AuditEntry, Store, StoreUnavailable
 
@@ -35,8 +37,8 @@ class Deps:
     store: Store
     notifier: Notifier
     spawn: Spawn  # start a long-running task (a rollout watch, a bake) that outlives the job
-    prom: Any = None  # bot.gateways.prom.Prom when PROMETHEUS_URL is set
-    alertmanager: Any = None  # bot.gateways.alertmanager.Alertmanager when ALERTMANAGER_URL is set
+    prom: Prom | None = None  # None: PROMETHEUS_URL is not set
+    alertmanager: Alertmanager | None = None  # None: ALERTMANAGER_URL is not set
     rabbitmq: RabbitMQ | None = None  # when the setting named by catalog data.rabbitmq is set
     payflow_redis: PayflowRedis | None = None  # PayFlow's Redis (data.redis), not the bot's store
     postgres: Postgres | None = None  # when the setting catalog.data.postgres.url_setting is set

@@ -10,7 +10,7 @@ never reaches the cluster, the store or the Slack API.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -78,7 +78,8 @@ class Parsed:
 
 COMMANDS: dict[str, CommandSpec] = {}
 ACTIONS: dict[str, ActionSpec] = {}  # rendered as action_id "payflow:<name>"
-SERVICES: list[Callable[[Deps], Awaitable[None]]] = []  # started where jobs run
+Service = Callable[[Deps], Coroutine[Any, Any, None]]
+SERVICES: list[Service] = []  # started where jobs run
 
 
 def _name_of(synopsis: str) -> str:
@@ -123,7 +124,7 @@ def action(name: str, role: Role) -> Callable[[Click], Click]:
     return register
 
 
-def background(run: Callable[[Deps], Awaitable[None]]) -> Callable[[Deps], Awaitable[None]]:
+def background(run: Service) -> Service:
     """A long-running service of the process that runs jobs (resuming changes, schedules)."""
     SERVICES.append(run)
     return run

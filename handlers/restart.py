@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.base.messages import MessageRef
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import Button, Confirm, Notice, Reply, Tone
@@ -68,7 +69,7 @@ async def restart(service: str, ctx: Context) -> Reply:
     return Reply(None, detail=f"{name} restarted", target=service)
 
 
-async def _follow(deps: Deps, ref: object, head: str, name: str) -> None:
+async def _follow(deps: Deps, ref: MessageRef, head: str, name: str) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     while loop.time() - started < deps.catalog.env.rollout_timeout_seconds:

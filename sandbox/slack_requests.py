@@ -87,7 +87,7 @@ class SlackRequests:
         """A block_actions click on `action` (a button element as posted) in `message`
         (`ephemeral`: a message only the clicker sees, e.g. a command's private answer)."""
         now = f"{time.time():.6f}"
-        payload = {
+        payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": TEAM_ID},
             "api_app_id": APP_ID,

@@ -227,14 +227,14 @@ class Traffic:
                 share = self._failed_share(live.get(business.SERVICE), serving)
                 self.business.advance(now - dt + wall, now + wall, share)
             self._last = now
-            for service, color in live.items():
+            for service, routed in live.items():
                 count = rps_of(service) * dt
                 for c in COLORS:
                     self._requests.setdefault((service, c), _Requests.empty())
-                if color is None:
+                if routed is None:
                     continue
-                requests = self._requests[(service, color)]
-                profiles = serving.get((service, color), [])
+                requests = self._requests[(service, routed)]
+                profiles = serving.get((service, routed), [])
                 if not profiles:
                     requests.add(count, NO_ENDPOINTS)
                 for profile in profiles:

@@ -26,10 +26,11 @@ from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.base.messages import MessageRef
 from bot.chat.blocks import ACTION_PREFIX
 from bot.chat.dispatch import Dispatcher, Invocation
 from bot.gateways.jobs import Jobs
-from bot.gateways.slack import MessageRef, SlackGateway, outgoing
+from bot.gateways.slack import SlackGateway, outgoing
 
 log = logging.getLogger(__name__)
 

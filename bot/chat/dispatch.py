@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.base.messages import MessageRef
 from bot.base.roles import Role
 from bot.base.telemetry import Telemetry
 from bot.chat.blocks import Message, render
@@ -17,7 +18,7 @@ from bot.chat.notifier import post_with_files
 from bot.domain.policy import Caller, Policy
 from bot.domain.views import Notice, Reply, Tone
 from bot.gateways.kube_objects import KubeError, Unreachable
-from bot.gateways.slack import MessageRef, SlackError, SlackGateway
+from bot.gateways.slack import SlackError, SlackGateway
 from bot.gateways.store import AuditEntry, StoreUnavailable
 from handlers import ACTIONS, COMMANDS, Parsed, Usage, parse
 from handlers.base import Context, Deps, Refused

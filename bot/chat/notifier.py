@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
+from bot.base.messages import MessageRef
 from bot.chat.blocks import Message, render
 from bot.domain.views import View
-from bot.gateways.slack import MessageRef, SlackError, SlackGateway
+from bot.gateways.slack import SlackError, SlackGateway
 
 log = logging.getLogger(__name__)
 

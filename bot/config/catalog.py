@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from bot.config.metrics import (
     Dependency,
@@ -334,11 +335,11 @@ class CatalogError(Exception):
         return "\n".join(lines)
 
 
-def _key_path(loc: tuple) -> str:
+def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
 
 
-def _unknown_environment(data: dict) -> list[str]:
+def _unknown_environment(data: dict[object, object]) -> list[str]:
     """Checked apart from the model: pydantic skips cross-field checks when fields have errors."""
     envs, active = data.get("environments"), data.get("environment", "production")
     if isinstance(envs, dict) and isinstance(active, str) and active not in envs:
@@ -347,14 +348,13 @@ def _unknown_environment(data: dict) -> list[str]:
     return []
 
 
-def _describe(err: dict) -> str:
+def _describe(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key (check the spelling)"
     if kind == "missing":
         return "is required"
-    msg = err["msg"]
-    return msg.removeprefix("Value error, ")
+    return err["msg"].removeprefix("Value error, ")
 
 
 def parse_catalog(data: object, source: str = "catalog") -> Catalog:

@@ -1,11 +1,11 @@
-"""What handlers return: results in domain terms. `bot/chat/blocks.py` turns them into Slack messages."""
+"""What handlers return: results in domain terms. `bot/chat/blocks/` turns them into Slack messages."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
 
 from bot.config.catalog import Color
 from bot.domain.gate.record import Change
@@ -112,10 +112,6 @@ class HelpPage:
     footer: list[str] = field(default_factory=list)
 
 
-# Any view dataclass that bot/chat/blocks.py registers a rendering for.
-View = Any
-
-
 @dataclass(frozen=True)
 class ChangeCard:
     """A blue-green change as a message: the progress message in the requester's channel and the
@@ -153,7 +149,7 @@ class Reply:
 VERDICTS = ("bad", "unknown", "warn", "ok")
 
 
-def worst(verdicts: Any) -> str:
+def worst(verdicts: Iterable[str]) -> str:
     found = set(verdicts)
     return next((v for v in VERDICTS if v in found), "ok")
 
@@ -427,3 +423,26 @@ class Report:
     footer: str = ""
     buttons: tuple[Button, ...] = ()
     filename: str = "report.txt"
+
+
+# Every view bot/chat/blocks/ has a rendering for (tests/test_views.py holds the two lists equal):
+# what handlers answer with and what the Notifier posts.
+View = (
+    Notice
+    | StatusReport
+    | Scaled
+    | AuditPage
+    | HelpPage
+    | ChangeCard
+    | ChangeList
+    | MetricsReport
+    | QueryTable
+    | HealthReport
+    | DigestReport
+    | ErrorDigest
+    | DigestSchedules
+    | LogExcerpt
+    | AlertGroupCard
+    | AlertChanges
+    | Report
+)

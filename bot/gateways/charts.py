@@ -180,7 +180,7 @@ def _number(value: float) -> str:
 def text_table(panels: list[Panel]) -> list[str]:
     """What the chart would have shown, as rows: each series' last, lowest, mean and highest
     value, and the markers; bounded like the chart (MAX_LINES series per panel)."""
-    rows = [("series", "last", "min", "mean", "max")]
+    rows: list[tuple[str, ...]] = [("series", "last", "min", "mean", "max")]
     for panel in panels:
         unit = f" ({panel.unit})" if panel.unit else ""
         for line in panel.lines[:MAX_LINES]:

@@ -29,11 +29,11 @@ import io
 import logging
 import pickle
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, is_dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
@@ -332,7 +332,8 @@ class StreamQueue:
         reply = await self.redis.xreadgroup(
             self.group, consumer, {self.key: ">"}, count=count, block=block_ms
         )
-        return [Delivery(_id(i), (f or {}).get(b"job"), 1) for _, entries in reply or [] for i, f in entries]
+        streams = cast("list[list[Any]]", reply or [])  # protocol=2: [[stream, [(id, fields), ...]], ...]
+        return [Delivery(_id(i), _job(f), 1) for _, entries in streams for i, f in entries]
 
     async def own_pending(self, consumer: str, count: int) -> list[Delivery]:
         """Jobs this consumer was handed and never finished (its previous process was killed):
@@ -354,7 +355,7 @@ class StreamQueue:
         found = []
         for entry_id, fields in entries:
             [p] = await self.redis.xpending_range(self.key, self.group, entry_id, entry_id, 1)
-            found.append(Delivery(_id(entry_id), (fields or {}).get(b"job"), int(p["times_delivered"])))
+            found.append(Delivery(_id(entry_id), _job(fields), int(p["times_delivered"])))
         return found
 
     async def _claim(self, consumer: str, pending: list[dict[str, Any]]) -> list[Delivery]:
@@ -368,14 +369,14 @@ class StreamQueue:
         for p in pending:
             ident = _id(p["message_id"])
             entries = await self.redis.xrange(self.key, ident, ident)
-            data = entries[0][1].get(b"job") if entries else None
+            data = _job(entries[0][1]) if entries else None
             found.append(Delivery(ident, data, int(p["times_delivered"]) + extra))
         return found
 
     async def touch(self, consumer: str, ids: list[str]) -> None:
         """Reset the idle time of jobs in flight, so nobody claims them from a live worker."""
         if ids:
-            await self.redis.xclaim(self.key, self.group, consumer, 0, ids, justid=True)
+            await self.redis.xclaim(self.key, self.group, consumer, 0, [*ids], justid=True)
 
     async def done(self, job_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -386,8 +387,12 @@ class StreamQueue:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Keep it (the newest `dead_len`) for a human to look at, out of the way of the others."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            fields = {"id": delivery.id, "reason": reason, "job": delivery.data or b""}
-            pipe.xadd(self.dead_key, fields, maxlen=self.dead_len, approximate=True)
+            pipe.xadd(
+                self.dead_key,
+                {"id": delivery.id, "reason": reason, "job": delivery.data or b""},
+                maxlen=self.dead_len,
+                approximate=True,
+            )
             pipe.xack(self.key, self.group, delivery.id)
             pipe.xdel(self.key, delivery.id)
             await pipe.execute()
@@ -402,8 +407,14 @@ class StreamQueue:
         await self.redis.aclose()
 
 
-def _id(value: Any) -> str:
+def _id(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _job(fields: Mapping[bytes | str, bytes | str] | None) -> bytes | None:
+    """A stream entry's job bytes; None when the entry was deleted from the stream meanwhile."""
+    data = (fields or {}).get(b"job")
+    return data if isinstance(data, bytes) else None
 
 
 class QueuedJobs(Jobs):
@@ -412,7 +423,9 @@ class QueuedJobs(Jobs):
 
     BATCH = 200
 
-    def __init__(self, queue: StreamQueue, on_refused: Callable[[Any, str], Awaitable[None]] | None = None):
+    def __init__(
+        self, queue: StreamQueue, on_refused: Callable[[Any, str], Coroutine[Any, Any, None]] | None = None
+    ):
         super().__init__()
         self.queue = queue
         self.on_refused = on_refused

@@ -18,14 +18,17 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config.catalog import Catalog, load_catalog
 from bot.config.metrics import Dependency
+
+if TYPE_CHECKING:
+    from prometheus_api_client.prometheus_connect import PrometheusConnect
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-def _value(raw: Any) -> float:
+def _value(raw: str | float) -> float:
     return float(raw)  # Prometheus sends "NaN", "+Inf", "-Inf" as strings float() understands
 
 
@@ -191,17 +194,19 @@ class Prom:
         self.timeout = timeout
         self.catalog = catalog or load_catalog()
         self.queries = 0  # HTTP queries sent: the digest's budget is checked against it
-        self._connection: Any = None  # made on first use: the web process that only acks never pays for it
+        self._connection: PrometheusConnect | None = None  # made on first use: a web process never pays
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom")
 
     @property
-    def _client(self) -> Any:
+    def _client(self) -> PrometheusConnect:
         if self._connection is None:
             from prometheus_api_client.prometheus_connect import PrometheusConnect  # imports requests
             from urllib3.util.retry import Retry
 
             self._connection = PrometheusConnect(
-                url=self.url, retry=Retry(total=0, raise_on_status=False), timeout=self.timeout
+                url=self.url,
+                retry=Retry(total=0, raise_on_status=False),
+                timeout=self.timeout,  # type: ignore[arg-type]  # declared int; requests takes seconds as float
             )
         return self._connection
 
@@ -212,7 +217,8 @@ class Prom:
 
     # -- raw queries ------------------------------------------------------------------------
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, fn: Callable[..., Any], *args: object, **kwargs: object) -> Any:
+        """`fn(*args, **kwargs)` in the pool, within the deadline; its answer is Prometheus' decoded JSON."""
         import requests
 
         def call() -> Any:
@@ -322,13 +328,15 @@ class Prom:
     def _signals(
         self, *, service: str | None, color: str | None, by: str, window: str, availability_window: str
     ) -> dict[str, str]:
-        scope = {"service": service, "color": color, "by": by}
+        def scoped(name: str, window: str, quantile: float | None = None) -> str:
+            return self.expr(name, service=service, color=color, by=by, window=window, quantile=quantile)
+
         return {
-            "rps": self.expr("rps", window=window, **scope),
-            "error_rate": self.expr("error_rate", window=window, **scope),
-            "p95": self.expr("latency", window=window, quantile=0.95, **scope),
-            "p99": self.expr("latency", window=window, quantile=0.99, **scope),
-            "availability": self.expr("availability", window=availability_window, **scope),
+            "rps": scoped("rps", window),
+            "error_rate": scoped("error_rate", window),
+            "p95": scoped("latency", window, 0.95),
+            "p99": scoped("latency", window, 0.99),
+            "availability": scoped("availability", availability_window),
         }
 
     def _saturation(self, *, service: str | None, by: str, window: str) -> dict[str, str]:

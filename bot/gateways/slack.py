@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -101,21 +101,22 @@ def make_client(token: str | None, base_url: str | None = None, timeout: int = 1
     return client
 
 
-def outgoing(message: Message) -> dict:
+def outgoing(message: Message) -> dict[str, Any]:
     """A message as it may leave for Slack: every string in it (text, blocks, button values, URLs)
     through the one redaction point. Posts, updates, ephemeral replies, response_url answers and
     the slash command's ack (bot/chat/app.py) all take this; uploads take `redact_file`."""
-    payload: dict = {"text": message.text}
+    payload: dict[str, Any] = {"text": message.text}
     if message.blocks:
         payload["blocks"] = message.blocks
-    return cast(dict, redact_payload(payload))
+    return cast(dict[str, Any], redact_payload(payload))
 
 
 _payload = outgoing  # the name the delivery code below uses
 
 
-def _retry_after(headers: Any) -> float | None:
-    for key in headers or {}:
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    headers = headers or {}
+    for key in headers:
         if str(key).lower() == "retry-after":
             value = headers[key]
             value = value[0] if isinstance(value, list) else value
@@ -126,7 +127,7 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-def _classify(status: int, code: str, headers: Any, method: str) -> Exception:
+def _classify(status: int, code: str, headers: Mapping[str, Any] | None, method: str) -> Exception:
     """What one failed answer means: retry (and when), or final."""
     if status == 429 or code == "ratelimited":
         return _Retry("429 rate limited", _retry_after(headers) or 1.0)
@@ -192,8 +193,8 @@ class SlackGateway:
             log.info("Slack %s: %s; retrying in %.2f s", method, reason, wait)
             await asyncio.sleep(wait)
 
-    async def _api(self, method: str, destination: str, kwargs: dict[str, Any]) -> dict:
-        async def attempt(timeout: float) -> dict:
+    async def _api(self, method: str, destination: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        async def attempt(timeout: float) -> dict[str, Any]:
             try:
                 resp = await self.client.api_call(method, json=kwargs)
             except SlackApiError as exc:
@@ -204,11 +205,13 @@ class SlackGateway:
 
         return await self._deliver(method, destination, attempt)
 
-    async def _call(self, method: str, **kwargs: object) -> dict:
+    async def _call(self, method: str, **kwargs: object) -> dict[str, Any]:
         """One Web API call (reads too) under the delivery deadline."""
         return await self._api(method, str(kwargs.get("channel", "")), dict(kwargs))
 
-    async def _once(self, method: str, destination: str, send: Callable[[], Awaitable[dict]]) -> dict:
+    async def _once(
+        self, method: str, destination: str, send: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
         """Deliver at most once per place in a job: a rerun gets the first answer back."""
         key = self.outbox.key(method, destination) if self.outbox else None
         if self.outbox is not None and (done := await self.outbox.delivered(key)) is not None:
@@ -242,7 +245,7 @@ class SlackGateway:
         payload = {"channel": channel, **_payload(message), **extra}
         where = f"{channel}/{thread_ts or ''}"
 
-        async def send() -> dict:
+        async def send() -> dict[str, Any]:
             data = await self._api("chat.postMessage", channel, payload)
             return {"channel": str(data["channel"]), "ts": str(data["ts"])}
 
@@ -257,7 +260,7 @@ class SlackGateway:
     async def ephemeral(self, channel: str, user: str, message: Message) -> None:
         payload = {"channel": channel, "user": user, **_payload(message)}
 
-        async def send() -> dict:
+        async def send() -> dict[str, Any]:
             await self._api("chat.postEphemeral", channel, payload)
             return {"sent": True}
 
@@ -285,14 +288,14 @@ class SlackGateway:
         await self._send_response(response_url, {"delete_original": True})
 
     async def _send_response(self, response_url: str, body: dict[str, Any]) -> None:
-        async def attempt(timeout: float) -> dict:
+        async def attempt(timeout: float) -> dict[str, Any]:
             client = AsyncWebhookClient(response_url, timeout=max(1, int(timeout)), retry_handlers=[])
             resp = await client.send_dict(body)
             if resp.status_code != 200:
                 raise _classify(resp.status_code, str(resp.body or "")[:60], resp.headers, "response_url")
             return {"sent": True}
 
-        async def send() -> dict:
+        async def send() -> dict[str, Any]:
             return await self._deliver("response_url", "response_url", attempt)
 
         await self._once("response_url", response_url, send)
@@ -312,9 +315,8 @@ class SlackGateway:
         Returns the file ID."""
         content = redact_file(content)
         filename, title = redact(filename), redact(title) if title else None
-        extra = {"thread_ts": thread_ts} if thread_ts else {}
 
-        async def attempt(timeout: float) -> dict:
+        async def attempt(timeout: float) -> dict[str, Any]:
             try:
                 resp = await self.client.files_upload_v2(
                     channel=channel,
@@ -322,7 +324,7 @@ class SlackGateway:
                     content=content,
                     title=title or filename,
                     initial_comment=redact(comment) if comment else None,
-                    **extra,
+                    thread_ts=thread_ts or None,
                 )
             except SlackApiError as exc:
                 response = exc.response
@@ -331,7 +333,7 @@ class SlackGateway:
             files = resp.get("files") or [resp.get("file") or {}]
             return {"id": str(files[0].get("id", ""))}
 
-        async def send() -> dict:
+        async def send() -> dict[str, Any]:
             return await self._deliver("files.upload", channel, attempt)
 
         return str((await self._once("files.upload", f"{channel}/{thread_ts or ''}", send))["id"])

@@ -222,7 +222,9 @@ class SlackEndpoint:
         """Bolt reads fields as it builds its context; a field of the wrong type fails there.
         `mode="socket_mode"` is how Bolt takes a parsed body: the signature was checked above."""
         try:
-            return AsyncBoltRequest(body=payload, headers=headers, mode="socket_mode")
+            return AsyncBoltRequest(
+                body=payload, headers=dict(headers), mode="socket_mode"
+            )  # dict(): invariance
         except Exception:
             raise BadRequest(400, "a payload field has the wrong type") from None
 

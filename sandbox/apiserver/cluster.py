@@ -12,6 +12,7 @@ which every public call runs first and a background ticker runs between calls.
 
 from __future__ import annotations
 
+import builtins  # `list` in this class is the list verb
 import contextlib
 import copy
 import os
@@ -227,7 +228,8 @@ class Cluster(Knobs):
         with self.lock:
             now = self._reconcile_locked()
             current = self.store.must_get(info, ns, name)
-            body_meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            given = obj.get("metadata")
+            body_meta = given if isinstance(given, dict) else {}
             body_rv = body_meta.get("resourceVersion")
             if body_rv and str(body_rv) != current["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(info, name)
@@ -347,7 +349,7 @@ class Cluster(Knobs):
         return out
 
     def add_log_lines(
-        self, ns: str, pod: str, lines: list[str], *, container: str | None = None, ago: float = 0.0
+        self, ns: str, pod: str, lines: builtins.list[str], *, container: str | None = None, ago: float = 0.0
     ) -> None:
         """Make a running container log `lines`, stamped `ago` seconds in the past (tests' corpus)."""
         with self.lock:

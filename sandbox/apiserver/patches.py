@@ -252,7 +252,7 @@ def parse_body(raw: Any, *, yaml_ok: bool = False) -> Any:
     except ValueError as exc:
         if yaml_ok:
             try:
-                return yaml.safe_load(raw)
+                return yaml.safe_load(bytes(raw) if isinstance(raw, bytearray) else raw)
             except yaml.YAMLError:
                 pass
         raise ApiError.bad_request(f"error decoding patch: {exc}") from exc

@@ -133,7 +133,7 @@ def _service(obj: JSON, now: datetime) -> Cells:
 
 def _ingress(obj: JSON, now: datetime) -> Cells:
     spec = obj.get("spec") or {}
-    hosts = [r.get("host") for r in spec.get("rules") or [] if isinstance(r, dict) and r.get("host")]
+    hosts = [str(r["host"]) for r in spec.get("rules") or [] if isinstance(r, dict) and r.get("host")]
     lb = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     address = ",".join(str(i.get("ip") or i.get("hostname")) for i in lb)
     return [

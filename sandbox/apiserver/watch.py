@@ -38,7 +38,7 @@ class Change:
     # JSON because encoding is several times cheaper than a deep copy and it is what is sent
 
     def object(self) -> JSON:
-        return json.loads(self.raw)  # type: ignore[no-any-return]
+        return json.loads(self.raw)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ one place, so every step says the same things the same way. A Slack hiccup never
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,23 +29,31 @@ from bot.domain.gate.record import (
     parse_iso,
 )
 from bot.domain.ports import Notifier
-from bot.domain.views import Button, ChangeCard, Confirm, Notice, Tone
+from bot.domain.views import Button, ChangeCard, Confirm, Notice, Tone, View
+from bot.gateways.kube import Kube
+from bot.gateways.prom import Prom
 from bot.gateways.slack import SlackError
-from bot.gateways.store import AuditEntry
+from bot.gateways.store import AuditEntry, Store
 
 log = logging.getLogger(__name__)
 
 
 class Gateways(Protocol):
-    """What the gate needs from the process (handlers' `Deps` is one)."""
+    """What the gate needs from the process (handlers' `Deps` is one). Read-only, as `Deps` is frozen."""
 
-    catalog: Catalog
-    kube: Any
-    store: Any
-    notifier: Notifier
-    prom: Any
-
-    def spawn(self, coro: Any) -> None: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def kube(self) -> Kube: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def notifier(self) -> Notifier: ...
+    @property
+    def prom(self) -> Prom | None: ...
+    @property
+    def spawn(self) -> Callable[[Coroutine[Any, Any, None]], None]:
+        """Start a task that outlives the job (a bake, a rollout watch)."""
 
     async def audit(self, entry: AuditEntry) -> bool: ...
 
@@ -154,7 +163,7 @@ async def show(deps: Gateways, ref: MessageRef | None, card: ChangeCard) -> None
 
 
 async def post(
-    deps: Gateways, channel: str, card: Any, thread: MessageRef | None = None
+    deps: Gateways, channel: str, card: View, thread: MessageRef | None = None
 ) -> MessageRef | None:
     try:
         return await deps.notifier.post(channel, card, thread=thread)
@@ -163,7 +172,7 @@ async def post(
         return None
 
 
-async def say_in_thread(deps: Gateways, c: Change, card_or_view: Any) -> None:
+async def say_in_thread(deps: Gateways, c: Change, card_or_view: View) -> None:
     if c.progress is not None:
         await post(deps, c.progress.channel, card_or_view, thread=c.progress)
 
