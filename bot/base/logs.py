@@ -91,7 +91,7 @@ class OneLineFormatter(logging.Formatter):
         return escape(line)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> str | int | float | None:
     """JSON-able scalars stay; anything else is logged as its (redacted) text."""
     if value is None or isinstance(value, bool | int | float):
         return value

@@ -4,9 +4,11 @@ appear in repr, logs or error messages."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,11 @@ class Settings:
 
         invalid: list[str] = []
 
-        def number(name: str, default: float, low: float, kind: type = int) -> Any:
+        def number(name: str, default: N, low: float, kind: Callable[[str], N]) -> N:
             raw = get(name)
             if raw is None:
                 return default
+            value: N | None
             try:
                 value = kind(raw)
             except ValueError:
@@ -72,11 +75,11 @@ class Settings:
             return value
 
         return cls(
-            worker_concurrency=number("PAYFLOW_WORKER_CONCURRENCY", cls.worker_concurrency, 1),
+            worker_concurrency=number("PAYFLOW_WORKER_CONCURRENCY", cls.worker_concurrency, 1, int),
             job_timeout_seconds=number("PAYFLOW_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, 1, float),
-            job_queue_max=number("PAYFLOW_JOB_QUEUE_MAX", cls.job_queue_max, 1),
+            job_queue_max=number("PAYFLOW_JOB_QUEUE_MAX", cls.job_queue_max, 1, int),
             job_claim_seconds=number("PAYFLOW_JOB_CLAIM_SECONDS", cls.job_claim_seconds, 1, float),
-            job_max_deliveries=number("PAYFLOW_JOB_MAX_DELIVERIES", cls.job_max_deliveries, 1),
+            job_max_deliveries=number("PAYFLOW_JOB_MAX_DELIVERIES", cls.job_max_deliveries, 1, int),
             slack_delivery_seconds=number(
                 "PAYFLOW_SLACK_DELIVERY_SECONDS", cls.slack_delivery_seconds, 1, float
             ),

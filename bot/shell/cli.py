@@ -9,12 +9,16 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.base import logs
 from bot.config.catalog import Catalog, CatalogError, load_catalog
+
+if TYPE_CHECKING:
+    from bot.gateways.store import Store
 
 log = logging.getLogger("payflow")
 
@@ -127,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_event_loop(main: Any) -> None:
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
     """uvloop when installed (it is with uvicorn[standard]): a cheaper loop means faster acks."""
     try:
         import uvloop
@@ -264,7 +268,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _export(store: Any, args: argparse.Namespace) -> int:
+async def _export(store: Store, args: argparse.Namespace) -> int:
     """Write entries as JSON lines, then move the export watermark (only once they are on disk)."""
     from bot.gateways.store import audit_line
 

@@ -78,7 +78,7 @@ def build_runtime(
     store: Store | None = None,
     kube: Kube | None = None,
     jobs: Jobs | None = None,
-    prom: Any = None,
+    prom: Prom | None = None,
     telemetry: Telemetry | None = None,
 ) -> Runtime:
     """`jobs`: where work after the ack runs; by default on this process's event loop. Pools are

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -244,7 +244,7 @@ async def _reply(send: Send, status: int, body: str, headers: dict[str, str] | N
     await send({"type": "http.response.body", "body": data})
 
 
-async def _check(name: str, probe: Any) -> tuple[str, str]:
+async def _check(name: str, probe: Awaitable[object]) -> tuple[str, str]:
     try:
         await asyncio.wait_for(probe, READY_TIMEOUT)
         return name, "ok"

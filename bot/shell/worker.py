@@ -26,13 +26,17 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from bot.base import logs
 from bot.base.telemetry import Telemetry
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from bot.gateways.jobs import Delivery, QueuedJobs, StreamQueue, decode
+
+if TYPE_CHECKING:
+    from bot.shell.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def consumer_name() -> str:
 class Consumer:
     """Reads jobs for one consumer name and runs at most `concurrency` of them at once."""
 
-    def __init__(self, queue: StreamQueue, runtime: Any, name: str, settings: Settings):
+    def __init__(self, queue: StreamQueue, runtime: Runtime, name: str, settings: Settings):
         self.queue = queue
         self.runtime = runtime
         self.name = name
@@ -234,7 +238,7 @@ def _worker_main(
 
 @dataclass
 class _Life:
-    process: Any
+    process: BaseProcess
     conn: Connection
     started: float
     source: str

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from enum import Enum
 from typing import Any
 
 from bot.domain.gate.record import (
@@ -33,7 +34,12 @@ log = logging.getLogger(__name__)
 
 PROCESS = secrets.token_hex(4)
 RETENTION_SECONDS = 30 * 86400  # a finished change stays listable (and auditable) this long
-_KEEP = object()
+
+
+class _Keep(Enum):
+    """`Holder.write`'s default lease: the one held, extended."""
+
+    KEEP = "keep"
 
 
 def new_owner() -> str:
@@ -137,7 +143,7 @@ class Holder:
         lease = self.change.lease
         return lease.until - time.time() if lease and lease.owner == self.owner else 0.0
 
-    async def write(self, lease: Any = _KEEP, **updates: Any) -> Change:
+    async def write(self, lease: Lease | _Keep | None = _Keep.KEEP, **updates: Any) -> Change:
         """Write as the holder; every write extends the lease. `lease=None` releases it, another
         `Lease` hands the change on (to a phase started next)."""
         async with self._writing:
@@ -145,7 +151,7 @@ class Holder:
             if self.lost or held is None or held.owner != self.owner:
                 self.lost = True
                 raise LeaseLost(self.change)
-            if lease is _KEEP:
+            if lease is _Keep.KEEP:
                 lease = replace(held, until=time.time() + self.records.lease_seconds)
             try:
                 self.change = await self.records.write(self.change, lease=lease, **updates)
