@@ -202,9 +202,9 @@ async def verify_chain(read_page: PageReader) -> AuditVerdict:
                 prev_id = entry_id
                 continue
             may_be_unchained = False
-            problem = _link_problem(fields, prev_hash, prev_seq, prev_id)
-            if problem:
-                return AuditVerdict(False, checked, entry_id, problem, first_seq, prev_seq, unchained)
+            broken = _link_problem(fields, prev_hash, prev_seq, prev_id)
+            if broken:
+                return AuditVerdict(False, checked, entry_id, broken, first_seq, prev_seq, unchained)
             prev_hash, prev_seq, prev_id = fields["hash"], int(fields["seq"]), entry_id
             checked += 1
         if len(page) < AUDIT_BATCH:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -208,13 +208,13 @@ class RedisStore(Store):
     ) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str]]:
         with self._errors("audit"):
             if not with_meta:
-                page = await self._client.xrange(self._audit_key, start, "+", count=count)
-                return [(str(i), dict(f)) for i, f in page], {}
+                page = _entries(await self._client.xrange(self._audit_key, start, "+", count=count))
+                return page, {}
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.xrange(self._audit_key, start, "+", count=count)
                 pipe.hgetall(self._audit_meta_key)
-                page, meta = await pipe.execute()
-        return [(str(i), dict(f)) for i, f in page], dict(meta)
+                raw_page, meta = await pipe.execute()
+        return _entries(raw_page), dict(meta)
 
     async def _mark_exported(self, first_id: str, last_id: str) -> bool:
         with self._errors("mark_audit_exported"):
@@ -232,7 +232,7 @@ class RedisStore(Store):
             while scanned < self.audit_scan_cap and len(found) < limit:
                 want = limit - len(found) if target is None else AUDIT_BATCH
                 count = min(want, self.audit_scan_cap - scanned)
-                batch = await self._client.xrevrange(self._audit_key, upper, "-", count=count)
+                batch = _entries(await self._client.xrevrange(self._audit_key, upper, "-", count=count))
                 for entry_id, fields in batch:
                     scanned += 1
                     if target is None or fields.get("target") == target:
@@ -246,7 +246,7 @@ class RedisStore(Store):
 
     async def _get(self, key: str) -> dict[str, Any] | None:
         with self._errors("get"):
-            text = await self._client.get(self._rec(key))
+            text = cast("str | None", await self._client.get(self._rec(key)))  # decode_responses
         return None if text is None else decode_record(key, text)
 
     async def _put(self, key: str, text: str, ttl_ms: int | KeepTtl | None) -> None:
@@ -292,7 +292,8 @@ class RedisStore(Store):
             ordered = sorted(keys)
             for start in range(0, len(ordered), _SCAN_BATCH):
                 chunk = ordered[start : start + _SCAN_BATCH]
-                for name, text in zip(chunk, await self._client.mget(chunk), strict=True):
+                values = cast("list[str | None]", await self._client.mget(chunk))  # decode_responses
+                for name, text in zip(chunk, values, strict=True):
                     if text is not None:  # expired or deleted since SCAN saw it
                         texts[name[cut:]] = text
         return {k: decode_record(k, t) for k, t in texts.items()}
@@ -323,3 +324,10 @@ def _describe_url(url: object) -> tuple[str, tuple[str, ...]]:
         raise ValueError("Redis URL has an invalid port") from None
     host = parts.hostname or "localhost"
     return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), secrets
+
+
+def _entries(reply: object) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE/XREVRANGE entries as this client answers them (decode_responses=True, RESP2): text.
+    redis-py's annotations cover every client setting at once (bytes or text, RESP2 or 3, None)."""
+    entries = cast("list[tuple[str, dict[str, str]]] | None", reply)
+    return [(str(i), dict(f)) for i, f in entries or []]
