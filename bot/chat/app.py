@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from slack_bolt.async_app import AsyncApp
@@ -90,11 +90,11 @@ class SignatureCheck:
         return None
 
 
-def _is_str(value: Any, *, required: bool = False) -> bool:
+def _is_str(value: object, *, required: bool = False) -> bool:
     return isinstance(value, str) and bool(value) if required else value is None or isinstance(value, str)
 
 
-def _is_url(value: Any) -> bool:
+def _is_url(value: object) -> bool:
     """Absent, empty, or an absolute http(s) URL with a host: Slack's response_url is one."""
     if value is None or value == "":
         return True
@@ -107,11 +107,11 @@ def _is_url(value: Any) -> bool:
         return False
 
 
-def _is_dict(value: Any) -> bool:
+def _is_dict(value: object) -> TypeGuard[dict[str, Any] | None]:
     return value is None or isinstance(value, dict)
 
 
-def payload_problem(body: Any, command: str) -> str | None:
+def payload_problem(body: object, command: str) -> str | None:
     """Why `body` (a parsed slash command or interaction) is not something this app handles, or
     None. Checks every field the listeners below read, with the type they read it as."""
     if not isinstance(body, dict):

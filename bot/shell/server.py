@@ -65,7 +65,7 @@ async def _read_body(receive: Receive, headers: dict[str, list[str]], body: byte
             return
 
 
-def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+def _too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
