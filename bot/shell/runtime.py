@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.base.telemetry import Telemetry
 from bot.chat.app import build_bolt
 from bot.chat.blocks import render
-from bot.chat.dispatch import Dispatcher
+from bot.chat.dispatch import ActionJob, CommandJob, Dispatcher
 from bot.chat.notifier import SlackNotifier
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
@@ -105,9 +104,9 @@ def build_runtime(
     jobs.timeout = settings.job_timeout_seconds
     if isinstance(jobs, QueuedJobs):
 
-        async def refused(job: Any, reason: str) -> None:
+        async def refused(job: object, reason: str) -> None:
             """Slack does not retry a slash command: say at once that this one will not run."""
-            invocation = getattr(job, "invocation", None)
+            invocation = job.invocation if isinstance(job, CommandJob | ActionJob) else None
             if invocation is not None and invocation.response_url:
                 if "full" in reason:
                     text = "The bot is overloaded (its job queue is full), so nothing was done. Try again."
