@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -165,13 +166,13 @@ class Kube:
 
     async def _call(
         self,
-        fn: Any,
-        *args: Any,
+        fn: Callable[..., Any],
+        *args: object,
         raw: bool = False,
         timeout: float | None = None,
-        on_start: Any = None,
+        on_start: Callable[[float], None] | None = None,
         start_by: float | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> Any:
         """Run one client call in the pool; returns parsed JSON, or the bytes when `raw`.
 
@@ -186,14 +187,14 @@ class Kube:
         loop = asyncio.get_running_loop()
         started: asyncio.Future[None] = loop.create_future()
 
-        def begun() -> None:
+        def begun(tell: Callable[[float], None]) -> None:
             if not started.done():
                 started.set_result(None)
-                on_start(loop.time())
+                tell(loop.time())
 
         def call() -> Any:
             if on_start is not None:
-                loop.call_soon_threadsafe(begun)
+                loop.call_soon_threadsafe(begun, on_start)
             try:
                 resp = fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
             except ApiException as exc:
@@ -246,8 +247,8 @@ class Kube:
         return _deployment(await self._call(self._apps.read_namespaced_deployment, name, self.namespace))
 
     async def pods(self, label_selector: str | None = None) -> list[PodState]:
-        kwargs = {"label_selector": label_selector} if label_selector else {}
-        data = await self._call(self._core.list_namespaced_pod, self.namespace, **kwargs)
+        selector = label_selector or None  # None: the client sends no labelSelector
+        data = await self._call(self._core.list_namespaced_pod, self.namespace, label_selector=selector)
         return [_pod(p) for p in data.get("items", [])]
 
     async def pod_log(
@@ -421,7 +422,7 @@ class Kube:
         path: str,
         *,
         timeout: float | None = None,
-        on_start: Any = None,
+        on_start: Callable[[float], None] | None = None,
         start_by: float | None = None,
     ) -> tuple[int, str]:
         """GET through the API server's service proxy (for probes from outside the cluster).

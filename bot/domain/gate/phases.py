@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 from typing import Any, Protocol
 
 from bot.base.refused import Refused
@@ -67,7 +66,9 @@ UNANSWERED = "switch unanswered, settling"
 class Kind(Protocol):
     """What a kind of change does in each phase (a module such as bot/domain/gate/bluegreen.py)."""
 
-    async def prepare(self, deps: Gateways, change: Change, step: Callable[..., Awaitable[None]]) -> Any: ...
+    async def prepare(
+        self, deps: Gateways, change: Change, step: Callable[..., Awaitable[None]]
+    ) -> tuple[str, ...]: ...
     async def recheck(self, deps: Gateways, change: Change) -> str | None: ...
     async def apply(self, deps: Gateways, change: Change) -> str: ...
     async def applied(self, deps: Gateways, change: Change) -> bool: ...
@@ -77,7 +78,7 @@ class Kind(Protocol):
     async def revert(self, deps: Gateways, change: Change, requester: str, reason: str) -> Change: ...
 
 
-KINDS: dict[str, Kind | ModuleType] = {"deploy": bluegreen, "rollback": bluegreen}
+KINDS: dict[str, Kind] = {"deploy": bluegreen, "rollback": bluegreen}  # a module is a Kind
 
 
 def planned_checks(bake_seconds: float, interval: float) -> int:
@@ -95,7 +96,7 @@ class Phases:
             deps.store, lock_ttl=env.change_lock_ttl_seconds, lease_seconds=self.lease_seconds
         )
 
-    def kind(self, change: Change) -> Any:
+    def kind(self, change: Change) -> Kind:
         return KINDS[change.kind]
 
     async def get(self, change_id: str) -> Change:
