@@ -13,6 +13,7 @@ import mimetypes
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -36,11 +37,14 @@ from sandbox.slack_wire import (
 )
 
 
-class SlackWorkspace:
+class SlackWorkspace(ABC):
     """The workspace's state and the Web API methods that read and change it. Thread-safe: every
     change holds `_lock`; `SlackApiStub` (slack_api.py) serves it over HTTP."""
 
-    base_url: str  # where the stand-in serves (SlackApiStub.base_url): upload URLs point there
+    @property
+    @abstractmethod
+    def base_url(self) -> str:
+        """Where the stand-in serves (SlackApiStub.base_url): upload URLs point there."""
 
     def __init__(self, usergroups: dict[str, list[str]] | None = None) -> None:
         self.socket_url = "ws://127.0.0.1:9/"  # what apps.connections.open hands out; tests point it

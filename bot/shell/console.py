@@ -251,7 +251,7 @@ class Console:
             self.say(f"No image viewer on this machine (no display): the file is {saved.path}")
 
     async def _dispatch(self, signed: SignedRequest, original: MessageKey | None = None) -> None:
-        request = AsyncBoltRequest(body=signed.body, headers=signed.headers)
+        request = AsyncBoltRequest(body=signed.body, headers=dict(signed.headers))  # dict(): invariance
         response = await self.runtime.bolt.async_dispatch(request)
         if response.status != 200:
             self.say(f"(Slack would show an error: HTTP {response.status} {response.body})")
