@@ -3,6 +3,7 @@ checked here."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ def test_mypy():
     packages, not files): strict for the domain, the gateways, base and config, normal elsewhere."""
     run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-    # A folder mypy does not see as a package (no __init__.py) would be skipped without a word.
-    sources = sum(1 for folder in ("bot", "handlers", "sandbox") for _ in (ROOT / folder).rglob("*.py"))
-    assert f"no issues found in {sources} source files" in run.stdout, run.stdout
+    # Every module is checked: an `exclude` would drop files without a word. (mypy also counts
+    # folders without Python, such as sandbox/sql, as namespace packages: hence at least.)
+    modules = sum(1 for folder in ("bot", "handlers", "sandbox") for _ in (ROOT / folder).rglob("*.py"))
+    checked = re.search(r"no issues found in (\d+) source files", run.stdout)
+    assert checked is not None and int(checked.group(1)) >= modules, run.stdout
