@@ -20,7 +20,7 @@ from bot.config.catalog import Catalog
 from bot.domain.gate.engine import Gate
 from bot.domain.gate.record import DONE, parse_iso
 from bot.domain.views import VERDICTS, Figure, PeriodDigest, PeriodService, worst
-from bot.gateways.kube import KubeError, Snapshot
+from bot.gateways.kube_objects import KubeError, Snapshot
 from bot.gateways.prom import Pair, Prom, PromError, Reading
 from bot.gateways.store import StoreUnavailable
 from handlers.alerts import GROUP_TTL

@@ -439,6 +439,7 @@ View = (
     | QueryTable
     | HealthReport
     | DigestReport
+    | PeriodDigest
     | ErrorDigest
     | DigestSchedules
     | LogExcerpt
