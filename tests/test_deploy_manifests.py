@@ -304,6 +304,16 @@ def test_the_role_grants_exactly_what_the_commands_call(recorded, k8s_view, clus
     chat.run("logs api-gateway --lines 50")
     chat.run("logs api-gateway --errors")
     assert "not isolated" in chat.run("netpol").all_text()
+    chat.run("backup postgres")
+    chat.slack.wait_for(
+        lambda s: any("backup done" in m.text for m in s.messages(demo.OPS_CHANNEL_ID)), timeout=20
+    )
+    chat.run("backup drill", user="bob")
+    chat.slack.wait_for(
+        lambda s: any("Restore drill:" in m.text for m in s.messages("#payflow-audit")), timeout=20
+    )
+    assert "Secrets are not backed up" in chat.run("backup config").all_text()
+    assert "Restore drill" in chat.run("backups").all_text()
 
     chat.run("deploy api-gateway v1.2.3 PAY-1")
     chat.click(approval_message(chat), "Approve", user="bob")

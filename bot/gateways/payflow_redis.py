@@ -1,6 +1,8 @@
-"""PayFlow's own Redis (the auth service's token blacklist), not the bot's store: read only.
+"""PayFlow's own Redis (the auth service's token blacklist), not the bot's store: read only, but
+for the snapshot `/payflow backup redis` asks for.
 
-Only read commands are ever sent: SCAN, PTTL and EXISTS. The operations guide's
+Only read commands are sent: SCAN, PTTL, EXISTS and INFO persistence; the one exception is
+BGSAVE, which writes an RDB snapshot in a forked child and changes no data. The operations guide's
 `redis-cli keys "*token*"` walks the whole keyspace in one command, during which Redis serves no
 one else (the auth service included); SCAN walks it in small steps (`scan_count` keys asked per
 call, each well under a millisecond), the loop yields between steps, and the walk stops at its
@@ -57,6 +59,18 @@ class KeyCount:
     seconds: float
     calls: int  # SCAN calls made
     spread: TtlSpread
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """INFO persistence: what the guide's `redis-cli BGSAVE` leaves behind."""
+
+    in_progress: bool  # rdb_bgsave_in_progress
+    last_status: str  # rdb_last_bgsave_status: "ok" or "err"
+    last_save: int  # rdb_last_save_time, the same clock as LASTSAVE (Unix seconds)
+    saves: int | None  # rdb_saves (Redis 7.0+): snapshots attempted since start, failed ones too
+    changes: int  # rdb_changes_since_last_save
+    last_seconds: int | None  # rdb_last_bgsave_time_sec; None before the first
 
 
 @dataclass(frozen=True)
@@ -173,3 +187,35 @@ class PayflowRedis:
         if not exists or pttl == -2:  # gone between the two
             return KeyState(key, False, None)
         return KeyState(key, True, pttl if pttl >= 0 else None)
+
+    async def persistence(self) -> Persistence:
+        info = await self._call("INFO persistence", self._client.info("persistence"))
+
+        def number(key: str) -> int | None:
+            value = info.get(key)
+            return (
+                int(value)
+                if isinstance(value, int | float | str) and str(value).lstrip("-").isdigit()
+                else None
+            )
+
+        last = number("rdb_last_bgsave_time_sec")
+        status = info.get("rdb_last_bgsave_status", "")
+        return Persistence(
+            in_progress=bool(number("rdb_bgsave_in_progress")),
+            last_status=status.decode() if isinstance(status, bytes) else str(status),
+            last_save=number("rdb_last_save_time") or 0,
+            saves=number("rdb_saves"),
+            changes=number("rdb_changes_since_last_save") or 0,
+            last_seconds=last if last is not None and last >= 0 else None,
+        )
+
+    async def bgsave(self) -> bool:
+        """BGSAVE: True when it started, False when a background save was already running."""
+        try:
+            await self._call("BGSAVE", self._client.bgsave())
+        except PayflowRedisError as exc:
+            if "already in progress" in str(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,294 @@
+"""`/payflow backup postgres|drill`: the guide's backup and its restore drill, run as the cluster
+runs them — a Job made from the catalog's CronJob exactly as `kubectl create job --from=cronjob/…`
+makes it — and followed in ONE message updated in place until the Job succeeds, fails (with the
+pod's exit code and last log lines) or the catalog's `backups.job_timeout_seconds` passes (then it
+says the Job is still running, never that it failed). One run per CronJob at a time: the cluster
+is asked (an active Job of the CronJob refuses), and a store lock closes the race of two clicks.
+
+Restore is deliberately not a command (README: *Backups*): on a payments ledger it is
+irreversible, and it is run by a human in a maintenance window, from the runbook. The drill
+restores into a scratch database and compares row counts; its verdict also goes to the audit
+channel. `backup redis` and `backup config` are in handlers/backup_data.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.base.messages import MessageRef
+from bot.base.redact import clip, redact_lines
+from bot.base.roles import Role
+from bot.config.catalog import Catalog
+from bot.domain import backups
+from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone, View
+from bot.gateways.kube_objects import KubeError, NotFound, Unreachable
+from bot.gateways.store import KEEP_TTL, AuditEntry
+from handlers.base import Context, Deps, Refused
+from handlers.registry import at_most, command
+
+POLL_SECONDS = 1.0  # one read of the Job a second: a backup takes minutes, a Job's status is small
+LOG_LINES = 10  # a failure shows the pod's last lines
+MAX_LOG_LINE = 200
+LOCK_SLACK_SECONDS = 120  # the lock outlives the follow by this much, so a crashed follow frees it
+
+
+@dataclass(frozen=True)
+class RunJob:
+    kind: str  # "postgres" | "drill"
+
+
+def _parser(kind: str) -> Any:
+    def parse(args: list[str], catalog: Catalog) -> RunJob:
+        at_most(args, 0, f"backup {kind}")
+        return RunJob(kind)
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Follow:
+    """What the follow needs once the handler has returned (it runs as a background task)."""
+
+    kind: str
+    cronjob: str
+    job: str
+    actor: str
+    channel: str
+    lock: str
+    token: str
+
+    @property
+    def what(self) -> str:
+        return "restore drill" if self.kind == "drill" else "PostgreSQL backup"
+
+    @property
+    def action(self) -> str:
+        return f"backup {self.kind}"
+
+
+def lock_key(cronjob: str) -> str:
+    return f"backup:{cronjob}"
+
+
+def _ago(at: datetime | None) -> str:
+    if at is None:
+        return "at an unknown time"
+    return f"{backups.age_text((datetime.now(UTC) - at).total_seconds())} ago"
+
+
+async def start(ctx: Context, kind: str, cronjob: str) -> Follow:
+    """Create the Job from `cronjob`, once: refused while one of its Jobs runs or another request
+    holds the lock. The lock is released here on any refusal, and by the follow otherwise."""
+    what = "restore drill" if kind == "drill" else "PostgreSQL backup"
+    key, token = lock_key(cronjob), secrets.token_hex(8)
+    ttl = ctx.catalog.backups.job_timeout_seconds + LOCK_SLACK_SECONDS
+    record = {"by": ctx.actor, "since": datetime.now(UTC).isoformat(timespec="seconds"), "token": token}
+    for _ in range(2):  # a lock released between our create and our read: one more create
+        if await ctx.store.create(key, record, ttl=ttl):
+            break
+        held = await ctx.store.get(key)
+        if held is not None:
+            job = f" (Job `{held['job']}`)" if held.get("job") else ""
+            raise Refused(
+                f"A {what} started by <@{held.get('by', '?')}>{job} is still running; one at a time. "
+                "Nothing was started."
+            )
+    else:
+        raise Refused(f"Another {what} request is starting right now; one at a time. Nothing was started.")
+    release = True
+    try:
+        try:
+            cron = await ctx.kube.cron_job(cronjob)
+        except NotFound:
+            setting = "drill_cronjob" if kind == "drill" else "postgres_cronjob"
+            raise Refused(
+                f"There is no CronJob `{cronjob}` in `{ctx.kube.namespace}` (catalog: `backups.{setting}`). "
+                "Nothing was started."
+            ) from None
+        size = ctx.catalog.backups.size_annotation
+        running = [r for r in backups.history(await ctx.kube.jobs(), cron, size) if r.state == "Running"]
+        if running:
+            raise Refused(
+                f"`{running[0].name}` ({what}) is still running, started {_ago(running[0].started)}; "
+                "one at a time. Nothing was started."
+            )
+        name = backups.manual_job_name(cronjob)
+        try:
+            await ctx.kube.create_job(backups.job_from_cronjob(cron, name))
+        except Unreachable as exc:
+            release = not exc.uncertain  # the Job may exist: the lock expires on its own
+            raise
+        await ctx.store.put(key, {**record, "job": name}, ttl=KEEP_TTL)
+        release = False
+        return Follow(kind, cronjob, name, ctx.actor, ctx.channel, key, token)
+    finally:
+        if release:
+            await ctx.store.delete(key, if_field="token", equals=token)
+
+
+def _progress(run: Follow, job: dict[str, Any] | None, seconds: float) -> Notice:
+    status = (job or {}).get("status") or {}
+    if job is None:
+        phase = "created"
+    elif status.get("ready"):
+        phase = "running"
+    elif status.get("active"):
+        phase = "pod starting"
+    else:
+        phase = "waiting for the job controller"
+    text = f"<@{run.actor}> started the {run.what}: Job `{run.job}` {phase} · {seconds:.0f} s"
+    return Notice(text, Tone.WORKING)
+
+
+async def _log_tail(deps: Deps, pod: str, lines: int) -> list[str]:
+    """The pod's last lines, redacted here too (the Slack gateway redacts again) and clipped."""
+    try:
+        text = await deps.kube.pod_log(pod, container=None, tail_lines=lines, since_seconds=None)
+    except KubeError as exc:
+        return [f"(no log: {exc})"]
+    return [clip(line, MAX_LOG_LINE, "…") for line in redact_lines(text.splitlines())]
+
+
+async def _failed(deps: Deps, run: Follow, job: dict[str, Any]) -> tuple[View, str]:
+    cond = backups.condition(job) or {}
+    reason = ": ".join(str(x) for x in (cond.get("reason"), cond.get("message")) if x) or "Failed"
+    facts: list[tuple[str, str]] = [("Job", f"`{run.job}`"), ("Reason", reason)]
+    parts: list[Facts | Table | Text] = []
+    pod = backups.last_pod(await deps.kube.job_pods(run.job))
+    detail = f"{run.job} failed: {reason}"
+    if pod is not None:
+        facts.append(("Pod", pod.describe()))
+        detail += f"; {pod.describe()}"
+        tail = await _log_tail(deps, pod.name, LOG_LINES)
+        if tail:
+            parts.append(Text(f"Last {len(tail)} log line(s):\n```" + "\n".join(tail) + "```"))
+    title = f"{run.what[0].upper()}{run.what[1:]} failed"
+    return Report(title, (Facts(tuple(facts)), *parts), tone=Tone.ERROR), detail
+
+
+async def _backup_done(deps: Deps, run: Follow, job: dict[str, Any]) -> tuple[View, str]:
+    done = backups.run_of(job, deps.catalog.backups.size_annotation)
+    took = f"{done.seconds:.0f} s" if done.seconds is not None else "?"
+    facts = [
+        ("Job", f"`{run.job}`"),
+        ("Took", took),
+        ("Size", backups.size_text(done.size_bytes)),
+        ("Started by", f"<@{run.actor}>"),
+    ]
+    if done.location:
+        facts.insert(3, ("Dump", f"`{done.location}`"))
+    detail = f"{run.job} complete in {took}, {backups.size_text(done.size_bytes)}"
+    return Report("PostgreSQL backup done", (Facts(tuple(facts)),), tone=Tone.SUCCESS), detail
+
+
+async def drill_report(deps: Deps, job: dict[str, Any], name: str) -> tuple[Report, str]:
+    """The drill's row counts from its pod's log, mismatches first."""
+    pod = backups.last_pod(await deps.kube.job_pods(name))
+    lines = await _log_tail(deps, pod.name, 500) if pod else []
+    rows = backups.drill_rows("\n".join(lines))
+    bad = [r for r in rows if not r.matches]
+    source = next((line.split("latest dump ", 1)[1] for line in lines if "latest dump " in line), "")
+    done = backups.run_of(job, deps.catalog.backups.size_annotation)
+    facts = [("Job", f"`{name}`"), ("Finished", _ago(done.finished))]
+    if source:
+        facts.append(("Restored", f"`{clip(source, 120, '…')}`"))
+    table = Table(
+        ("table", "restored", "production", ""),
+        tuple((r.table, str(r.restored), str(r.production), "✅" if r.matches else "🔴") for r in rows),
+        attention=tuple(not r.matches for r in rows),
+        noun="tables",
+        empty="the drill printed no `table=… restored=… production=…` lines",
+    )
+    if not rows:
+        title, tone = "Restore drill: no row counts to compare", Tone.WARNING
+    elif bad:
+        title, tone = f"Restore drill: {len(bad)} of {len(rows)} tables differ", Tone.ERROR
+    else:
+        title, tone = f"Restore drill: all {len(rows)} tables match", Tone.SUCCESS
+    return Report(title, (Facts(tuple(facts)), table), tone=tone, filename="restore-drill.txt"), title
+
+
+async def follow(deps: Deps, run: Follow, ref: MessageRef) -> None:
+    """Poll the Job until it ends or the timeout passes; the message says each step in place."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    timeout = deps.catalog.backups.job_timeout_seconds
+    shown: str | None = None
+    view: View
+    outcome, detail = "running", ""
+    try:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            seconds = loop.time() - began
+            try:
+                job: dict[str, Any] | None = await deps.kube.job(run.job)
+            except NotFound:
+                view = Notice(f"The {run.what}'s Job `{run.job}` was deleted before it finished.", Tone.ERROR)
+                outcome, detail = "failed", f"{run.job} deleted"
+                break
+            except KubeError:
+                job = None  # this read had its deadline; the next one has its own
+            state = backups.finished(job) if job else None
+            if job is not None and state == "Complete":
+                if run.kind == "drill":
+                    view, detail = await drill_report(deps, job, run.job)
+                    outcome = "ok" if view.tone == Tone.SUCCESS else "failed"
+                else:
+                    view, detail = await _backup_done(deps, run, job)
+                    outcome = "ok"
+                break
+            if job is not None and state == "Failed":
+                view, detail = await _failed(deps, run, job)
+                outcome = "failed"
+                break
+            if seconds >= timeout:
+                text = (
+                    f"The {run.what}'s Job `{run.job}` is still running after {timeout} s "
+                    "(`backups.job_timeout_seconds`); it has not failed. "
+                    "`/payflow backups` shows how it ends."
+                )
+                view, detail = Notice(text, Tone.WARNING), f"{run.job} still running after {timeout} s"
+                break
+            progress = _progress(run, job, seconds)
+            if progress.text != shown:
+                await deps.notifier.update(ref, progress)
+                shown = progress.text
+        await deps.notifier.update(ref, view)
+        if run.kind == "drill":
+            await deps.notifier.post(deps.catalog.channels.audit, view)
+    finally:
+        await deps.store.delete(run.lock, if_field="token", equals=run.token)
+        await deps.audit(AuditEntry(run.actor, run.action, outcome, run.cronjob, detail, run.channel))
+
+
+async def _run(ctx: Context, kind: str, cronjob: str) -> Reply:
+    run = await start(ctx, kind, cronjob)
+    ref = await ctx.notifier.post(ctx.channel, _progress(run, None, 0))
+    ctx.deps.spawn(follow(ctx.deps, run, ref))
+    return Reply(None, detail=f"{run.job} created from cronjob/{cronjob}", target=cronjob)
+
+
+@command(
+    "backup postgres",
+    summary="Run the PostgreSQL backup now (a Job from the backup CronJob) and follow it to the end.",
+    role=Role.OPERATOR,
+    examples=("/payflow backup postgres",),
+    parse=_parser("postgres"),
+)
+async def backup_postgres(cmd: RunJob, ctx: Context) -> Reply:
+    return await _run(ctx, "postgres", ctx.catalog.backups.postgres_cronjob)
+
+
+@command(
+    "backup drill",
+    summary="Restore the latest dump into a scratch database and compare row counts (never production).",
+    role=Role.APPROVER,
+    examples=("/payflow backup drill",),
+    parse=_parser("drill"),
+)
+async def backup_drill(cmd: RunJob, ctx: Context) -> Reply:
+    return await _run(ctx, "drill", ctx.catalog.backups.drill_cronjob)
