@@ -32,7 +32,7 @@ async def approve(value: str, ctx: Context) -> Reply:
     gate = Gate(ctx.deps)
     change = await gate.get(value)
     await refuse_if_locked(ctx, change.service)
-    if not change.is_rollback:  # a rollback restores: never held back by a freeze at its approval
+    if change.kind == "deploy":  # a freeze holds back deploys; a rollback restores, an unlock ships nothing
         refuse_if_frozen(ctx, change.break_glass)
     return _reply(await gate.approve(change, ctx.actor, ctx.message), "approved")
 

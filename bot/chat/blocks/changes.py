@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import bot.domain.gate.kinds  # noqa: F401  (every kind's words are registered)
 from bot.base.mrkdwn import escape, slack_date
 from bot.base.redact import clip
 from bot.chat.blocks.kit import (
-    COLOR_ICON,
     SECTION_LIMIT,
     STATE_ICON,
     _actions,
@@ -19,7 +19,7 @@ from bot.chat.blocks.kit import (
     _sections,
     render,
 )
-from bot.domain.gate.record import Change
+from bot.domain.gate.record import Change, wording
 from bot.domain.views import (
     AlertChanges,
     AlertGroupCard,
@@ -36,16 +36,8 @@ def _iso_date(text: str | None) -> str:
 
 
 def _change_fields(c: Change) -> list[str]:
-    before = f"{COLOR_ICON[c.from_color]} {c.from_color} `{escape(c.from_version)}`"
-    arrow = f"{before} → {COLOR_ICON[c.to_color]} {c.to_color} `{escape(c.image_version)}`"
-    return [
-        f"*Service*\n{c.service}",
-        f"*Change*\n{c.kind} `{c.id}`",
-        f"*Traffic*\n{arrow}",
-        f"*Image*\n`{escape(c.to_image)}`",
-        f"*Replicas*\n{c.replicas}",
-        f"*Requested by*\n{_who(c.requester)}",
-    ]
+    fields = [f"*{label}*\n{value}" for label, value in wording(c).fields]
+    return [*fields, f"*Requested by*\n{_who(c.requester)}"]
 
 
 def _who(user: str) -> str:
@@ -61,7 +53,7 @@ def _change_card(view: ChangeCard) -> Message:
     fields = _change_fields(c)
     if view.approval:
         smoke = "\n".join(escape(s) for s in c.smoke) or "—"
-        fields += [f"*Smoke test*\n{smoke}", f"*Expires*\n{_iso_date(c.expires_at)}"]
+        fields += [f"*{wording(c).evidence}*\n{smoke}", f"*Expires*\n{_iso_date(c.expires_at)}"]
     blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields]})
     if c.reason:
         blocks.append(_context(f"Reason: {escape(c.reason)}"))
@@ -79,9 +71,9 @@ def _change_list(view: ChangeList) -> Message:
     lines = []
     for c in view.changes:
         icon = STATE_ICON.get(c.state, "•")
+        words = wording(c)
         lines.append(
-            f"{icon} `{c.id}` *{c.service}* {c.kind} {c.from_color} `{escape(c.from_version)}` → "
-            f"{c.to_color} `{escape(c.image_version)}` · *{c.state.replace('_', ' ')}* · "
+            f"{icon} `{c.id}` {words.title} · {escape(words.summary)} · *{c.state.replace('_', ' ')}* · "
             f"{_who(c.requester)} · {_iso_date(c.created_at)}"
         )
     title = f"Changes{scope}: {sum(c.in_flight for c in view.changes)} in flight"

@@ -20,10 +20,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from bot.base.mrkdwn import escape
 from bot.base.refused import Refused
 from bot.config.catalog import other_color
 from bot.domain.gate.messages import Gateways
-from bot.domain.gate.record import BOT, Change, Check, new_id
+from bot.domain.gate.record import BOT, WORDINGS, Change, Check, Failed, Unanswered, Voided, Wording, new_id
 from bot.domain.smoke import smoke_test
 from bot.domain.topology import color_named, traffic_route, traffic_value
 from bot.gateways.kube_objects import Conflict, DeploymentState, KubeError, PodState, Unreachable
@@ -34,19 +35,6 @@ POLL_SECONDS = 0.5
 FATAL_WAITING = {"ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
 
 Step = Callable[..., Awaitable[None]]  # step(status, *lines): say what the phase is doing
-
-
-class Failed(Exception):
-    """The prepare phase found the change cannot go ahead; `str()` says why."""
-
-
-class Voided(Exception):
-    """The apply phase refused to write: the cluster is not what the approver saw."""
-
-
-class Unanswered(Exception):
-    """The switch was sent and its answer never came: it may have landed. Only the cluster can
-    say, once the request is surely over (the engine settles it after the lease)."""
 
 
 async def plan(
@@ -254,3 +242,36 @@ async def clean_up(deps: Gateways, change: Change) -> str:
     except KubeError as exc:
         return f"⚠️ could not scale {old} to 0: {exc}"
     return f"{old} scaled to 0 (kept for a rollback)."
+
+
+def wording(c: Change) -> Wording:
+    title = (
+        f"Rollback of *{c.service}* to {c.to_color} `{c.image_version}`"
+        if c.is_rollback
+        else f"Deploy of *{c.service}* `{c.image_version}` to {c.to_color}"
+    )
+    before = f"{c.from_color} `{escape(c.from_version)}`"
+    after = f"{c.to_color} `{escape(c.image_version)}`"
+    icons = {"blue": "🔵 ", "green": "🟢 "}
+    traffic = f"{icons.get(c.from_color or '', '')}{before} → {icons.get(c.to_color or '', '')}{after}"
+    return Wording(
+        title=title,
+        question=f"Switch *{c.service}* traffic from {before} to {after}?",
+        confirm=("Switch traffic?", "Switch"),
+        done=f"traffic now on {after} (was {before})",
+        unchanged=f"traffic stays on {c.from_color}",
+        not_done="traffic was not switched",
+        summary=f"{c.from_color} {c.from_version} → {c.to_color} {c.image_version}",
+        fields=(
+            ("Service", c.service),
+            ("Change", f"{c.kind} `{c.id}`"),
+            ("Traffic", traffic),
+            ("Image", f"`{escape(c.to_image)}`"),
+            ("Replicas", str(c.replicas)),
+        ),
+        after_failure=f"{c.to_color} is left as it is and takes no traffic; the next deploy replaces it.",
+        after_cancel=f"{c.to_color} keeps `{c.image_version}` but takes no traffic.",
+    )
+
+
+WORDINGS["deploy"] = WORDINGS["rollback"] = wording

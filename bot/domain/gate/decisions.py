@@ -27,6 +27,7 @@ from bot.domain.gate.record import (
     Change,
     now_iso,
     parse_iso,
+    wording,
 )
 from bot.domain.gate.records import Holder, holding, new_owner
 from bot.domain.views import Tone
@@ -55,7 +56,7 @@ class Decisions(Phases):
             raise Refused("You requested this change: four-eyes rules need another approver to approve it.")
         if change.expires_at and datetime.now(UTC) >= parse_iso(change.expires_at):
             await self.expire(change.id)
-            raise Refused("This approval has expired; nothing was switched. Request the change again.")
+            raise Refused("This approval has expired; nothing was changed. Request the change again.")
         owner = new_owner()
         change, won = await self._decide(
             change,
@@ -81,18 +82,15 @@ class Decisions(Phases):
             await audit(self.deps, holder.change, actor, "approve")
             await self._apply(holder)
         final = holder.change
-        if final.state == VERIFYING:
-            text = (
-                f"Traffic now on {final.to_color} `{final.image_version}` "
-                f"(was {final.from_color} `{final.from_version}`)."
-            )
-            return Answer(text, Tone.SUCCESS, change=final)
+        if final.state in (VERIFYING, CLEANING_UP, DONE):
+            done = wording(final).done
+            return Answer(done[:1].upper() + done[1:] + ".", Tone.SUCCESS, change=final)
         if final.state == VOIDED:
-            return Answer(f"Voided: {final.error}. Nothing was switched.", Tone.ERROR, "voided", final)
+            return Answer(f"Voided: {final.error}. Nothing was changed.", Tone.ERROR, "voided", final)
         if final.state == APPLYING and final.step == UNANSWERED:
             text = (
-                "Kubernetes did not answer the switch, so it may or may not have happened; the bot "
-                "reads the cluster shortly and says in the change's thread whether traffic moved."
+                "The change was sent and never answered, so it may or may not have happened; the bot "
+                "checks shortly and says in the change's thread whether it did."
             )
             return Answer(text, Tone.WARNING, "uncertain", final)
         return Answer(
@@ -131,9 +129,7 @@ class Decisions(Phases):
         await audit(self.deps, change, actor, "reject", "rejected")
         await show(self.deps, change.approval, approval_card(change, f"🚫 rejected by <@{actor}>"))
         await show(self.deps, change.progress, progress_card(change, f"rejected by <@{actor}>", "No switch."))
-        return Answer(
-            f"Rejected {change.id}; traffic stays on {change.from_color}.", Tone.INFO, change=change
-        )
+        return Answer(f"Rejected {change.id}; {wording(change).unchanged}.", Tone.INFO, change=change)
 
     async def cancel(self, change: Change, actor: str) -> Answer:
         change, won = await self._decide(
@@ -146,9 +142,7 @@ class Decisions(Phases):
         await show(
             self.deps, change.progress, progress_card(change, f"cancelled by <@{actor}>", "No switch.")
         )
-        text = (
-            f"Cancelled {change.id}. {change.to_color} keeps `{change.image_version}` but takes no traffic."
-        )
+        text = f"Cancelled {change.id}. {wording(change).after_cancel}".rstrip()
         return Answer(text, Tone.SUCCESS, change=change)
 
     async def keep(self, change_id: str, actor: str, clicked: MessageRef | None) -> Answer:

@@ -27,6 +27,7 @@ from bot.domain.gate.record import (
     VOIDED,
     Change,
     parse_iso,
+    wording,
 )
 from bot.domain.ports import Notifier
 from bot.domain.views import Button, ChangeCard, Confirm, Notice, Tone, View
@@ -55,6 +56,10 @@ class Gateways(Protocol):
     def spawn(self) -> Callable[[Coroutine[Any, Any, None]], None]:
         """Start a task that outlives the job (a bake, a rollout watch)."""
 
+    @property
+    def postgres(self) -> Any:
+        """bot.gateways.postgres.Postgres, None when DATABASE_URL is not set."""
+
     async def audit(self, entry: AuditEntry) -> bool: ...
 
 
@@ -81,23 +86,19 @@ def when() -> str:
 
 
 def title(c: Change) -> str:
-    if c.is_rollback:
-        return f"Rollback of *{c.service}* to {c.to_color} `{c.image_version}`"
-    return f"Deploy of *{c.service}* `{c.image_version}` to {c.to_color}"
+    return wording(c).title
 
 
 def approval_buttons(c: Change, approve_label: str = "Approve") -> tuple[Button, ...]:
-    question = (
-        f"Switch *{c.service}* traffic from {c.from_color} `{c.from_version}` to "
-        f"{c.to_color} `{c.image_version}`?"
-    )
+    words = wording(c)
+    confirm_title, ok = words.confirm
     return (
         Button(
             approve_label,
             "approve",
             c.id,
             "primary" if approve_label == "Approve" else "danger",
-            Confirm("Switch traffic?", question, ok="Switch"),
+            Confirm(confirm_title, words.question, ok=ok),
         ),
         Button("Reject", "reject", c.id, "danger"),
     )
@@ -136,7 +137,7 @@ def decided(change: Change) -> str:
     """What a late clicker is told: who already decided, and what became of it."""
     by = f" by {who(change.decided_by)}" if change.decided_by else ""
     at = f" at {parse_iso(change.decided_at):%H:%M:%S UTC}" if change.decided_at else ""
-    on = f"traffic is on {change.to_color} `{change.image_version}`"
+    on = wording(change).done
     states = {
         APPLYING: f"Already approved{by}{at}; the switch is under way.",
         VERIFYING: f"Already approved{by}{at}; {on}.",
@@ -184,9 +185,7 @@ async def notice_in_thread(deps: Gateways, c: Change, text: str, tone: Tone) -> 
 async def audit(
     deps: Gateways, c: Change, actor: str, action: str, outcome: str = "ok", detail: str = ""
 ) -> None:
-    text = f"{c.id} {c.from_color} {c.from_version} → {c.to_color} {c.image_version}" + (
-        f": {detail}" if detail else ""
-    )
+    text = f"{c.id} {wording(c).summary}" + (f": {detail}" if detail else "")
     await deps.audit(
         AuditEntry(actor, f"change.{action}", outcome, c.service, text, c.channel, c.approval_link)
     )

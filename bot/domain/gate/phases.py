@@ -15,11 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from bot.base.refused import Refused
-from bot.domain.gate import bluegreen
-from bot.domain.gate.bluegreen import Failed, Unanswered, Voided
+from bot.domain.gate.kinds import KINDS
 from bot.domain.gate.messages import (
     Gateways,
     approval_buttons,
@@ -48,10 +47,14 @@ from bot.domain.gate.record import (
     VOIDED,
     Change,
     Check,
+    Failed,
     Lease,
+    Unanswered,
+    Voided,
     is_change_id,
     now_iso,
     parse_iso,
+    wording,
 )
 from bot.domain.gate.records import Holder, LeaseLost, Moved, Records, holding, new_owner
 from bot.domain.views import Tone
@@ -61,24 +64,6 @@ log = logging.getLogger(__name__)
 
 DECISION_TRIES = 20  # a decision retries its compare-and-set while only lease renewals beat it
 UNANSWERED = "switch unanswered, settling"
-
-
-class Kind(Protocol):
-    """What a kind of change does in each phase (a module such as bot/domain/gate/bluegreen.py)."""
-
-    async def prepare(
-        self, deps: Gateways, change: Change, step: Callable[..., Awaitable[None]]
-    ) -> tuple[str, ...]: ...
-    async def recheck(self, deps: Gateways, change: Change) -> str | None: ...
-    async def apply(self, deps: Gateways, change: Change) -> str: ...
-    async def applied(self, deps: Gateways, change: Change) -> bool: ...
-    def schedule(self, deps: Gateways, change: Change) -> tuple[float, float]: ...
-    async def check(self, deps: Gateways, change: Change) -> Check: ...
-    async def clean_up(self, deps: Gateways, change: Change) -> str: ...
-    async def revert(self, deps: Gateways, change: Change, requester: str, reason: str) -> Change: ...
-
-
-KINDS: dict[str, Kind] = {"deploy": bluegreen, "rollback": bluegreen}  # a module is a Kind
 
 
 def planned_checks(bake_seconds: float, interval: float) -> int:
@@ -170,7 +155,7 @@ class Phases:
         except Failed as exc:
             failed = await h.write(state=FAILED, error=str(exc), lease=None, step="failed")
             await audit(self.deps, failed, BOT, "failed", "failed", str(exc))
-            note = f"{failed.to_color} is left as it is and takes no traffic; the next deploy replaces it."
+            note = wording(failed).after_failure
             await show(self.deps, failed.progress, progress_card(failed, "failed", f"❌ {exc}", note))
             return None
         ttl = self.deps.catalog.env.approval_ttl_seconds
@@ -260,7 +245,7 @@ class Phases:
             await self._void(h, problem)
             return None
         if h.time_left() < self.lease_seconds / 3:  # never start the write without time to finish it
-            await self._void(h, "the approval took too long to act on; traffic was not switched")
+            await self._void(h, f"the approval took too long to act on; {wording(change).not_done}")
             return None
         try:
             detail = await kind.apply(self.deps, change)
@@ -292,7 +277,7 @@ class Phases:
         if await self.kind(h.change).applied(self.deps, h.change):
             await self._switched(h, BOT, "confirmed after the switching worker stopped")
             return
-        await self._void(h, "the worker stopped before the switch; traffic was not switched")
+        await self._void(h, f"the worker stopped before acting on the approval; {wording(h.change).not_done}")
         return None
 
     async def _switched(self, h: Holder, actor: str, detail: str) -> None:
@@ -300,13 +285,11 @@ class Phases:
         change = await h.write(
             state=VERIFYING, switched_at=now_iso(), step="baking", lease=self.records.lease("verify", owner)
         )
-        what = (
-            f"by {who(change.decided_by)} at {when()}: traffic now on {change.to_color} "
-            f"`{change.image_version}` (was {change.from_color} `{change.from_version}`)"
-        )
-        await audit(self.deps, change, actor, "switch", detail=detail)
+        what = f"by {who(change.decided_by)} at {when()}: {wording(change).done}"
+        words = wording(change)
+        await audit(self.deps, change, actor, words.action, detail=detail)
         bake_for, _ = self.kind(change).schedule(self.deps, change)
-        status = f"switched, baking {bake_for / 60:.0f} min" if bake_for >= 60 else "switched"
+        status = f"{words.status}, baking {bake_for / 60:.0f} min" if bake_for >= 60 else words.status
         await show(self.deps, change.approval, approval_card(change, f"✅ approved {what}"))
         await show(self.deps, change.progress, progress_card(change, status, f"✅ approved {what}"))
         await notice_in_thread(self.deps, change, f"Approved {what}", Tone.SUCCESS)
@@ -315,9 +298,11 @@ class Phases:
     async def _void(self, h: Holder, reason: str) -> None:
         voided = await h.write(state=VOIDED, error=reason, lease=None)
         await audit(self.deps, voided, voided.decided_by or BOT, "voided", "voided", reason)
-        text = f"⛔ voided: {reason}. Nothing was switched; request the change again."
+        text = f"⛔ voided: {reason}. Nothing was changed; request the change again."
         await show(self.deps, voided.approval, approval_card(voided, text))
-        await show(self.deps, voided.progress, progress_card(voided, "voided", f"⛔ {reason}. No switch."))
+        not_done = wording(voided).not_done
+        card = progress_card(voided, "voided", f"⛔ {reason}. {not_done[:1].upper()}{not_done[1:]}.")
+        await show(self.deps, voided.progress, card)
 
     async def _verify(self, h: Holder) -> str | None:
         """The bake: check k is due at switched_at + k × interval, so a worker that takes over
@@ -424,8 +409,11 @@ class Phases:
         checks = len(change.checks)
         if change.settled_by:
             summary = f"✅ Kept by {who(change.settled_by)} after the bake. {cleanup}"
-        else:
+        elif checks:
             summary = f"✅ Bake passed ({checks} check{'s' * (checks != 1)}). {cleanup}"
+        else:  # a kind with nothing to watch (an unlock), or a bake set to 0
+            done = wording(change).done
+            summary = f"✅ {done[:1].upper()}{done[1:]}. {cleanup}".rstrip()
         await audit(self.deps, change, BOT, "done", detail=cleanup)
         await show(
             self.deps, change.progress, progress_card(change, "done", summary, *change.bake_checks[-3:])
@@ -462,6 +450,6 @@ class Phases:
         await show(
             self.deps,
             change.progress,
-            progress_card(change, "expired", "⌛ Nobody approved in time; no switch."),
+            progress_card(change, "expired", f"⌛ Nobody approved in time; {wording(change).not_done}."),
         )
         await audit(self.deps, change, BOT, "expired", "expired")

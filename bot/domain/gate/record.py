@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -83,6 +84,19 @@ def version_of(image: str) -> str:
     return last.split(":", 1)[1] if ":" in last else "latest"
 
 
+class Failed(Exception):
+    """The prepare phase found the change cannot go ahead; `str()` says why."""
+
+
+class Voided(Exception):
+    """The apply phase refused to write: what it acts on is not what the approver saw."""
+
+
+class Unanswered(Exception):
+    """The one write was sent and its answer never came: it may have landed. Only what it acts on can
+    say, once the request is surely over (the engine settles it after the lease)."""
+
+
 @dataclass(frozen=True)
 class Lease:
     """Who runs which phase, until when (wall clock, shared by every replica)."""
@@ -106,16 +120,17 @@ class Check:
 @dataclass(frozen=True)
 class Change:
     id: str
-    kind: str  # deploy | rollback (blue-green); a kind plugs in via KINDS (bot/domain/gate/phases.py)
-    service: str
-    from_color: Color
-    to_color: Color
-    from_image: str | None
-    to_image: str
-    replicas: int
-    requester: str
-    reason: str
-    channel: str
+    kind: str  # deploy | rollback (blue-green) | user_unlock; a kind plugs in via KINDS (phases.py)
+    service: str  # what the change lock is per: a catalog service, or a kind's own subject key
+    # the blue-green subject (None / empty for other kinds)
+    from_color: Color | None = None
+    to_color: Color | None = None
+    from_image: str | None = None
+    to_image: str = ""
+    replicas: int = 0
+    requester: str = ""
+    reason: str = ""
+    channel: str = ""
     state: str = PREPARING
     version: int = 0
     lease: Lease | None = None
@@ -138,6 +153,10 @@ class Change:
     rollback_of: str | None = None
     proposed_rollback: str | None = None
     checks: tuple[Check, ...] = ()
+    # another kind's subject: `subject` is what people see (a masked email), `target` what the
+    # apply acts on (the address itself); `target` is scrubbed once the change is finished.
+    subject: str = ""
+    target: str = ""
 
     @property
     def key(self) -> str:
@@ -145,7 +164,7 @@ class Change:
 
     @property
     def image_version(self) -> str:
-        return version_of(self.to_image)
+        return version_of(self.to_image) if self.to_image else "?"
 
     @property
     def from_version(self) -> str:
@@ -181,6 +200,34 @@ class Change:
         data["smoke"] = tuple(data.get("smoke") or ())
         data["checks"] = tuple(Check(**c) for c in data.get("checks") or ())
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a kind of change speaks: the engine's messages are the same for every kind, their
+    words are the kind's (a switch moves traffic, an unlock unlocks a user)."""
+
+    title: str  # "Deploy of *api-gateway* `v1.2.3` to green"
+    question: str  # the approve button's confirmation text
+    confirm: tuple[str, str]  # the confirmation's title and its OK button
+    done: str  # "traffic now on green `v1.2.3` (was blue `v1.2.2`)"
+    unchanged: str  # "traffic stays on blue", said when it is rejected or cancelled
+    not_done: str  # "traffic was not switched", said when an approved change is voided
+    summary: str  # one line for the audit trail and `/payflow changes`
+    fields: tuple[tuple[str, str], ...]  # the change card's fields
+    evidence: str = "Smoke test"  # what the prepare phase found, shown to the approver
+    action: str = "switch"  # the one write, as the audit trail names it
+    status: str = "switched"  # said in the progress message once it is done
+    after_failure: str = ""  # what a failed prepare left behind
+    after_cancel: str = ""
+
+
+# Filled by each kind's module when it is imported (bluegreen, user_unlock).
+WORDINGS: dict[str, Callable[[Change], Wording]] = {}
+
+
+def wording(change: Change) -> Wording:
+    return WORDINGS[change.kind](change)
 
 
 def change_key(change_id: str) -> str:

@@ -89,6 +89,8 @@ class Records:
         if to != change.state and to not in TRANSITIONS.get(change.state, frozenset()):
             raise ValueError(f"{change.id}: {change.state} → {to} is not a transition")
         new = replace(change, version=change.version + 1, **updates)
+        if new.state in TERMINAL and new.target:
+            new = replace(new, target="")  # what the change acted on is not kept past its end
         ttl = RETENTION_SECONDS if new.state in TERMINAL else None
         result = await self.store.compare_and_set(change.key, "version", change.version, new.to_record(), ttl)
         if not result.won:
