@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from bot.config.settings import Settings
-from sandbox.demo import APPROVALS_CHANNEL_ID as APPROVALS
-from sandbox.payflow_db import PayflowDatabase, user_email
 from bot.shell.runtime import build_runtime
+from sandbox.demo import APPROVALS_CHANNEL_ID as APPROVALS
 from sandbox.local import wait_until
+from sandbox.payflow_db import PayflowDatabase, user_email
 from sandbox.slack_requests import SlackRequests
 from tests.conftest import SIGNING_SECRET
 from tests.support.bot_server import BotServer

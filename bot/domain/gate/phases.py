@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.base.refused import Refused
-from bot.domain.gate.kinds import KINDS
+from bot.domain.gate.kinds import KINDS, Kind
 from bot.domain.gate.messages import (
     Gateways,
     approval_buttons,
