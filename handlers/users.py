@@ -83,7 +83,7 @@ def _in(at: datetime) -> str:
 async def users_locked(cmd: LockedUsers, ctx: Context) -> Reply:
     pg = _postgres(ctx)
     try:
-        locked = await pg.locked_users(cmd.limit)
+        locked = await pg.locked_users(cmd.limit, table=ctx.catalog.data.postgres.users_table)
     except PostgresUnavailable as exc:
         raise Refused(f"PostgreSQL did not answer: {exc}. Nothing was read.") from None
     except PostgresError as exc:

@@ -13,7 +13,6 @@ import pytest
 
 from bot.config.settings import Settings
 from bot.shell.runtime import build_runtime
-from sandbox.demo import APPROVALS_CHANNEL_ID as APPROVALS
 from sandbox.local import wait_until
 from sandbox.payflow_db import PayflowDatabase, user_email
 from sandbox.slack_requests import SlackRequests
@@ -22,6 +21,7 @@ from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 from tests.support.pg_sessions import bot_statement_calls
 
+APPROVALS = "#payflow-approvals"
 LOCKED = user_email(2)  # locked for ~34 more minutes by the seed
 MASKED = "u***@payflow.example"
 
@@ -67,14 +67,17 @@ def test_locked_users_are_listed_masked_and_only_the_requester_sees_addresses(ch
     assert shown.count(MASKED) == 7 and "user1@" not in shown and "@payflow.example`" not in shown
     # soonest lock to end first: user1 (17 min) before user7 (119 min)
     assert shown.index("ends in") < shown.index(MASKED)
-    [private] = [r for r in answer.replies if "only you see this" in r.get("text", "")]
-    assert all(user_email(n) in private["text"] for n in range(1, 8))
-    assert user_email(8) not in private["text"]  # an expired lock is not a lock
+    [private] = [
+        c.params for c in chat.slack.calls_to("chat.postEphemeral") if "only you see" in str(c.params)
+    ]
+    assert private["user"] == "U0ALICE"
+    assert all(user_email(n) in str(private) for n in range(1, 8))
+    assert user_email(8) not in str(private)  # an expired lock is not a lock
 
 
 def test_a_viewer_may_not_list_locked_users(chat: Chat, users) -> None:
     answer = chat.run("users locked", user="dave")
-    assert "operator" in answer.all_text and "@payflow.example" not in answer.all_text
+    assert "operator" in answer.all_text() and "@payflow.example" not in answer.all_text()
 
 
 def test_unlock_is_asked_approved_by_another_person_and_changes_exactly_that_row(chat: Chat, users) -> None:
@@ -127,7 +130,7 @@ def test_the_requester_cannot_approve_their_own_unlock(chat: Chat, users) -> Non
 def test_nothing_to_unlock_is_refused_before_any_approval(chat: Chat, users, email: str, said: str) -> None:
     before = _locks(users)
     answer = chat.run(f"users unlock {email} SUP-1", user="alice")
-    assert said in answer.all_text and "no approval was asked" in answer.all_text
+    assert said in answer.all_text() and "no approval was asked" in answer.all_text()
     assert chat.messages(APPROVALS) == [] and _locks(users) == before
     assert [e.outcome for e in chat.audit() if e.action == "users unlock"] == ["refused"]
 
@@ -173,7 +176,7 @@ def test_one_unlock_per_user_at_a_time(chat: Chat, users) -> None:
     chat.run(f"users unlock {LOCKED} SUP-10", user="alice")
     _approval(chat)
     answer = chat.run(f"users unlock {LOCKED} SUP-11", user="carol")
-    assert "already in flight" in answer.all_text
+    assert "already in flight" in answer.all_text()
     assert len(chat.messages(APPROVALS)) == 1
 
 
@@ -184,7 +187,18 @@ def test_without_a_database_the_answer_says_what_to_set(settings: Settings, cata
         chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
         for text in ("users locked", f"users unlock {LOCKED} SUP-1"):
             answer = chat.run(text, user="alice")
-            assert "PostgreSQL is not configured: set DATABASE_URL" in answer.all_text
+            assert "PostgreSQL is not configured: set DATABASE_URL" in answer.all_text()
         assert chat.messages(APPROVALS) == []
     finally:
         server.stop()
+
+
+def test_changes_and_cancel_speak_of_the_masked_user(chat: Chat, users) -> None:
+    chat.run(f"users unlock {LOCKED} SUP-12", user="alice")
+    card = _approval(chat)
+    listed = chat.run("changes", user="dave").all_text()
+    assert f"Unlock of user {MASKED}" in listed and LOCKED not in listed
+    change_id = card.blocks[-1]["block_id"].removeprefix("change:")
+    assert "Cancelled" in chat.run(f"cancel {change_id}", user="alice").all_text()
+    assert _locks(users)[LOCKED][0] is not None
+    assert "cancelled" in str(chat.messages(APPROVALS)[-1].blocks)

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -41,9 +42,18 @@ MAX_REPLICAS = 20
 class PostgresError(Exception):
     """PostgreSQL refused; `str()` is fit to show a user (no DSN, no password)."""
 
+    def __init__(self, message: str, *, sqlstate: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
 
 class PostgresUnavailable(PostgresError):
-    """No answer: unreachable, refused the login, or past the deadline."""
+    """No answer: unreachable, refused the login, or past the deadline. `uncertain`: a write was
+    sent and its answer never came, so it may have happened."""
+
+    def __init__(self, message: str, *, uncertain: bool = False):
+        super().__init__(message)
+        self.uncertain = uncertain
 
 
 class StatementsMissing(PostgresError):
@@ -57,6 +67,32 @@ class StatementsMissing(PostgresError):
 
 
 # --- what the gateway returns --------------------------------------------------------------------
+
+
+class NotLocked(PostgresError):
+    """The unlock function found nothing to do: the user is not locked (any more), or unknown."""
+
+
+@dataclass(frozen=True)
+class UserLock:
+    """One user's lock as the bot's role may read it (email, locked_until, failed_attempts)."""
+
+    found: bool
+    locked_until: datetime | None = None
+    failed_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class LockedUser:
+    email: str
+    locked_until: datetime
+    failed_attempts: int | None
+
+
+@dataclass(frozen=True)
+class LockedUsers:
+    total: int
+    users: tuple[LockedUser, ...]  # the locks that end soonest, at most the limit asked
 
 
 @dataclass(frozen=True)
@@ -365,15 +401,69 @@ class Postgres:
 
         return await self._read(read)
 
+    # --- user lockouts (the guide's "User Lockouts") ---------------------------------------------
+
+    async def user_lock(self, email: str, *, table: str = "users") -> UserLock:
+        async def read(conn: Conn) -> UserLock:
+            query = sql.SQL(
+                "SELECT locked_until, failed_attempts FROM {} WHERE email = %(email)s LIMIT 2"
+            ).format(_name(table))
+            rows = await _all(conn, query, email=email)
+            if not rows:
+                return UserLock(False)
+            until, attempts = rows[0]
+            return UserLock(True, until, attempts)
+
+        return await self._read(read)
+
+    async def locked_users(self, limit: int, *, table: str = "users") -> LockedUsers:
+        async def read(conn: Conn) -> LockedUsers:
+            where = sql.SQL("FROM {} WHERE locked_until > now()").format(_name(table))
+            (total,) = await _one(conn, sql.SQL("SELECT count(*) ") + where)
+            rows = await _all(
+                conn,
+                sql.SQL("SELECT email, locked_until, failed_attempts ")
+                + where
+                + sql.SQL(" ORDER BY locked_until, email LIMIT %(limit)s"),
+                limit=limit,
+            )
+            return LockedUsers(int(total), tuple(LockedUser(e, u, a) for e, u, a in rows))
+
+        return await self._read(read)
+
+    async def unlock_user(self, email: str, *, function: str = "payflow_bot.unlock_user") -> int:
+        """The one write the bot's role can make: the DBA's SECURITY DEFINER function, which
+        changes exactly one row or raises and changes nothing. `PostgresUnavailable.uncertain`
+        is True when the call may have reached the server (its commit may have happened)."""
+
+        sent = False
+
+        async def call(conn: Conn) -> int:
+            nonlocal sent
+            sent = True
+            query = sql.SQL("SELECT {}(%(email)s)").format(_name(function))
+            (changed,) = await _one(conn, query, email=email)
+            await conn.commit()
+            return int(changed)
+
+        try:
+            return await self._read(call, write=True)
+        except PostgresUnavailable as exc:
+            raise PostgresUnavailable(str(exc), uncertain=sent) from None
+        except PostgresError as exc:
+            if exc.sqlstate in {"55000", "P0002"}:  # not locked / no such user: nothing changed
+                raise NotLocked(str(exc)) from None
+            raise
+
     # --- one call: a slot, a connection, a read-only transaction, one deadline --------------------
 
-    async def _read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = False) -> T:
         if not self._valid:
             raise PostgresError(
                 f"{self.setting} does not hold a PostgreSQL connection string "
                 "(postgresql://user:password@host:5432/database)"
             )
-        task = asyncio.ensure_future(self._session(work))
+        task = asyncio.ensure_future(self._session(work, write=write))
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
         if not done:
             # psycopg cancels a running query on the server before it lets go (up to 10 s more
@@ -394,19 +484,21 @@ class Postgres:
             raise PostgresUnavailable(f"PostgreSQL is unreachable: {self._brief(exc)}") from None
         except errors.InsufficientPrivilege as exc:
             raise PostgresError(
-                f"the bot's PostgreSQL role may not read this: {self._brief(exc)} "
+                f"the bot's PostgreSQL role may not do this: {self._brief(exc)} "
                 "(deploy/sql/payflow-bot.sql grants what it needs)"
             ) from None
         except psycopg.Error as exc:
             code = f" ({exc.sqlstate})" if exc.sqlstate else ""
-            raise PostgresError(f"PostgreSQL refused{code}: {self._brief(exc)}") from None
+            raise PostgresError(
+                f"PostgreSQL refused{code}: {self._brief(exc)}", sqlstate=exc.sqlstate
+            ) from None
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._cleanups.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a late failure of a call already answered is expected
 
-    async def _session(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _session(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = False) -> T:
         async with self._slots:
             conn = await psycopg.AsyncConnection.connect(
                 self._dsn,
@@ -416,14 +508,16 @@ class Postgres:
             )
             try:
                 timeout_ms = max(1, int(self.timeout * 1000))
+                # a read runs READ ONLY; the one write (the unlock function) commits itself
+                mode = "READ WRITE" if write else "READ ONLY"
                 await conn.execute(
-                    sql.SQL("SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}").format(
-                        sql.Literal(timeout_ms)
+                    sql.SQL("SET TRANSACTION {}; SET LOCAL statement_timeout = {}").format(
+                        sql.SQL(mode), sql.Literal(timeout_ms)
                     )
                 )
                 return await work(conn)
             finally:
-                await conn.close()  # the transaction goes with it: nothing to commit
+                await conn.close()  # an uncommitted transaction goes with it
 
     def _brief(self, exc: BaseException) -> str:
         """The first line of the server's or libpq's message, without the DSN or its password."""
@@ -445,3 +539,9 @@ async def _one(conn: Conn, query: str | sql.Composed, **params: Any) -> tuple[An
 async def _all(conn: Conn, query: str | sql.Composed, **params: Any) -> list[tuple[Any, ...]]:
     cursor = await conn.execute(query, params or None)
     return await cursor.fetchall()
+
+
+def _name(name: str) -> sql.Composable:
+    """A table or function the catalog names (`users`, `payflow_bot.unlock_user`; validated
+    there), quoted as identifiers: never text pasted into SQL."""
+    return sql.Identifier(*name.split("."))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from bot.base.mrkdwn import escape
 from bot.base.refused import Refused
-from bot.config.catalog import other_color
+from bot.config.catalog import Color, other_color
 from bot.domain.gate.messages import Gateways
 from bot.domain.gate.record import BOT, WORDINGS, Change, Check, Failed, Unanswered, Voided, Wording, new_id
 from bot.domain.smoke import smoke_test
@@ -35,6 +35,19 @@ POLL_SECONDS = 0.5
 FATAL_WAITING = {"ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
 
 Step = Callable[..., Awaitable[None]]  # step(status, *lines): say what the phase is doing
+
+
+def _to(change: Change) -> Color:
+    """The color a blue-green change moves traffic to (always set by `plan`)."""
+    if change.to_color is None:
+        raise ValueError(f"{change.id} is not a blue-green change")
+    return change.to_color
+
+
+def _from(change: Change) -> Color:
+    if change.from_color is None:
+        raise ValueError(f"{change.id} is not a blue-green change")
+    return change.from_color
 
 
 async def plan(
@@ -123,7 +136,7 @@ def _pod_problem(dep: DeploymentState, pods: list[PodState]) -> str | None:
 async def prepare(deps: Gateways, change: Change, step: Step) -> tuple[str, ...]:
     """Roll out and smoke test the idle color; returns the smoke lines, raises `Failed`."""
     catalog, kube = deps.catalog, deps.kube
-    name = catalog.deployment_name(change.service, change.to_color)
+    name = catalog.deployment_name(change.service, _to(change))
     try:
         await kube.set_image(name, catalog.container_name(change.service), change.to_image, change.replicas)
     except KubeError as exc:
@@ -136,7 +149,7 @@ async def prepare(deps: Gateways, change: Change, step: Step) -> tuple[str, ...]
     while True:
         try:
             dep, pods = await asyncio.gather(
-                kube.deployment(name), kube.pods(f"app={change.service},color={change.to_color}")
+                kube.deployment(name), kube.pods(f"app={change.service},color={_to(change)}")
             )
         except KubeError as exc:
             log.warning("%s: reading %s failed: %s", change.id, name, exc)
@@ -156,9 +169,9 @@ async def prepare(deps: Gateways, change: Change, step: Step) -> tuple[str, ...]
             shown = dep.ready
             await step("rolling out", line)
         await asyncio.sleep(POLL_SECONDS)
-    result = await smoke_test(catalog, kube, change.service, change.to_color, change.image_version)
+    result = await smoke_test(catalog, kube, change.service, _to(change), change.image_version)
     if not result.passed:
-        url = catalog.health_url(change.service, change.to_color)
+        url = catalog.health_url(change.service, _to(change))
         raise Failed(f"smoke test of {url} failed: " + "; ".join(result.lines))
     return result.lines
 
@@ -168,7 +181,7 @@ async def recheck(deps: Gateways, change: Change) -> str | None:
     approved image, fully ready, and THIS service's route still points at the live color.
     Nothing else in the traffic object matters (it is shared by every service)."""
     catalog = deps.catalog
-    name = catalog.deployment_name(change.service, change.to_color)
+    name = catalog.deployment_name(change.service, _to(change))
     dep, route = await asyncio.gather(
         deps.kube.deployment(name), traffic_route(catalog, deps.kube, change.service)
     )
@@ -176,7 +189,7 @@ async def recheck(deps: Gateways, change: Change) -> str | None:
         return f"{name} now runs `{dep.image}`, not the approved `{change.to_image}`"
     if not (dep.rollout_complete and dep.ready >= change.replicas):
         return f"{name} is not fully ready ({dep.ready}/{dep.desired} ready)"
-    if route.value != traffic_value(catalog, change.service, change.from_color):
+    if route.value != traffic_value(catalog, change.service, _from(change)):
         return f"{route.object} now points {change.service} at `{route.value}`"
     return None
 
@@ -184,13 +197,13 @@ async def recheck(deps: Gateways, change: Change) -> str | None:
 async def apply(deps: Gateways, change: Change) -> str:
     """The switch; returns the audit detail, raises `Voided` when nothing was written."""
     catalog = deps.catalog
-    expected = traffic_value(catalog, change.service, change.from_color)
+    expected = traffic_value(catalog, change.service, _from(change))
     try:
         route = await traffic_route(catalog, deps.kube, change.service)
         if route.value != expected:
             raise Voided(f"{route.object} now points {change.service} at `{route.value}`")
         kind = catalog.service(change.service).traffic.kind
-        after = await deps.kube.switch(kind, route, traffic_value(catalog, change.service, change.to_color))
+        after = await deps.kube.switch(kind, route, traffic_value(catalog, change.service, _to(change)))
     except Conflict as exc:
         raise Voided(
             f"{change.service}'s route in {change.traffic_object} changed under the switch ({exc})"
@@ -201,7 +214,7 @@ async def apply(deps: Gateways, change: Change) -> str:
         raise Voided(f"the switch was refused by Kubernetes ({exc})") from None
     except KubeError as exc:
         raise Voided(f"the switch was refused by Kubernetes ({exc})") from None
-    if color_named(catalog, change.service, after.value) != change.to_color:
+    if color_named(catalog, change.service, after.value) != _to(change):
         raise Voided(f"after the switch {after.object} points at `{after.value}`; check it now")
     return f"{after.object} {after.pointer} → {after.value}"
 
@@ -209,7 +222,7 @@ async def apply(deps: Gateways, change: Change) -> str:
 async def applied(deps: Gateways, change: Change) -> bool:
     """After a worker died mid-switch: did the switch happen? Read from the cluster, never guessed."""
     route = await traffic_route(deps.catalog, deps.kube, change.service)
-    return color_named(deps.catalog, change.service, route.value) == change.to_color
+    return color_named(deps.catalog, change.service, route.value) == _to(change)
 
 
 def schedule(deps: Gateways, change: Change) -> tuple[float, float]:
@@ -223,7 +236,7 @@ async def check(deps: Gateways, change: Change) -> Check:
     at = datetime.now(UTC).strftime("%H:%M:%S")
     if deps.prom is None:
         return Check("no_data", f"{at} ? no data: Prometheus is not configured (PROMETHEUS_URL)")
-    reading = await deps.prom.color_health(change.service, change.to_color, env.bake_window)
+    reading = await deps.prom.color_health(change.service, _to(change), env.bake_window)
     if reading.error_rate is None or reading.p95_ms is None:
         return Check("no_data", f"{at} ? no data: {reading.problem or 'no series for the new color'}")
     ok = reading.error_rate <= slos.error_rate and reading.p95_ms <= slos.p95_ms
@@ -236,7 +249,7 @@ async def check(deps: Gateways, change: Change) -> Check:
 
 async def clean_up(deps: Gateways, change: Change) -> str:
     """The guide's last step: scale the old color to 0 (the deployment stays for a rollback)."""
-    old = deps.catalog.deployment_name(change.service, change.from_color)
+    old = deps.catalog.deployment_name(change.service, _from(change))
     try:
         await deps.kube.scale_to(old, 0)
     except KubeError as exc:

@@ -32,6 +32,7 @@ from bot.domain.gate.record import (
 from bot.domain.ports import Notifier
 from bot.domain.views import Button, ChangeCard, Confirm, Notice, Tone, View
 from bot.gateways.kube import Kube
+from bot.gateways.postgres import Postgres
 from bot.gateways.prom import Prom
 from bot.gateways.slack import SlackError
 from bot.gateways.store import AuditEntry, Store
@@ -57,8 +58,8 @@ class Gateways(Protocol):
         """Start a task that outlives the job (a bake, a rollout watch)."""
 
     @property
-    def postgres(self) -> Any:
-        """bot.gateways.postgres.Postgres, None when DATABASE_URL is not set."""
+    def postgres(self) -> Postgres | None:
+        """None when DATABASE_URL (the catalog's setting) is not set."""
 
     async def audit(self, entry: AuditEntry) -> bool: ...
 

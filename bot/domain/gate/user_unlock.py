@@ -26,6 +26,7 @@ from bot.base.pii import mask_email
 from bot.base.refused import Refused
 from bot.domain.gate.messages import Gateways
 from bot.domain.gate.record import WORDINGS, Change, Check, Failed, Unanswered, Voided, Wording, new_id
+from bot.gateways.postgres import NotLocked, Postgres, PostgresError, PostgresUnavailable
 
 KIND = "user_unlock"
 
@@ -35,8 +36,8 @@ def lock_subject(email: str) -> str:
     return "user:" + hashlib.sha256(email.encode()).hexdigest()[:16]
 
 
-def _postgres(deps: Gateways) -> Any:
-    pg = deps.postgres
+def _postgres(deps: Gateways) -> Postgres:
+    pg: Postgres | None = deps.postgres
     if pg is None:
         raise Refused("PostgreSQL is not configured (DATABASE_URL), so no user can be unlocked from chat.")
     return pg
@@ -48,7 +49,7 @@ def _until(at: datetime) -> str:
 
 async def _evidence(deps: Gateways, email: str) -> tuple[str, ...] | str:
     """The lock as it is now, as lines for the approver; or why there is nothing to unlock."""
-    lock = await _postgres(deps).user_lock(email)
+    lock = await _postgres(deps).user_lock(email, table=deps.catalog.data.postgres.users_table)
     if not lock.found:
         return "there is no user with this address"
     if lock.locked_until is None or lock.locked_until <= datetime.now(UTC):
@@ -86,11 +87,9 @@ async def recheck(deps: Gateways, change: Change) -> str | None:
 
 
 async def apply(deps: Gateways, change: Change) -> str:
-    from bot.gateways.postgres import NotLocked, PostgresError, PostgresUnavailable
-
     function = deps.catalog.data.postgres.unlock_function
     try:
-        rows = await _postgres(deps).unlock_user(change.target)
+        rows = await _postgres(deps).unlock_user(change.target, function=function)
     except NotLocked as exc:
         raise Voided(str(exc)) from None
     except PostgresUnavailable as exc:
