@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/redact.py
 	$(BIN)/python bench/datastores.py
 	$(BIN)/python bench/data.py
+	$(BIN)/python bench/console_start.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python -m mypy

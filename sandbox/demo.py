@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config.catalog import Catalog, Channels, Members, Roles, Smoke
+from sandbox.rabbitmq import VHOST as RABBIT_VHOST
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,12 @@ def demo_catalog(base: Catalog) -> Catalog:
         }
     )
     environments = {**base.environments, base.environment: env}
-    return base.model_copy(update={"roles": roles, "channels": channels, "environments": environments})
+    # the demo's RabbitMQ node (sandbox/demo_data.py) keeps PayFlow's queues in their own vhost
+    rabbitmq = base.data.rabbitmq.model_copy(update={"vhost": RABBIT_VHOST})
+    data = base.data.model_copy(update={"rabbitmq": rabbitmq})
+    return base.model_copy(
+        update={"roles": roles, "channels": channels, "environments": environments, "data": data}
+    )
 
 
 USERGROUPS = {APPROVERS_GROUP: ["U0BOB"]}

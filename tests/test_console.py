@@ -41,9 +41,12 @@ def run_session(
 ) -> tuple[str, Any]:
     """Drive the console's own input loop (`_repl`) as a person at the keyboard would: each typed
     line is read where `input()` would be, after the prompt. `after` looks at the cluster
-    before the sandbox goes away."""
+    before the sandbox goes away. Without the data stores: tests/test_console_data.py starts them
+    in the real console process."""
     out = io.StringIO()
-    with open_console(sandbox=True, user=user, out=out, workdir=workdir, ansi=ansi) as console:
+    with open_console(
+        sandbox=True, user=user, out=out, workdir=workdir, ansi=ansi, demo_data=False
+    ) as console:
         script = iter(steps)
         mark = 0
 

@@ -5,6 +5,8 @@ are printed as text. Buttons are numbered and pressed by typing their number."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -12,18 +14,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.base.redact import redact
 from bot.shell.console_render import Button, MessageKey, Mrkdwn, Style, TextRenderer
 from bot.shell.runtime import Runtime
 from sandbox import demo
 from sandbox.slack_api import BOT_NAME, BOT_USER_ID
 from sandbox.slack_requests import SignedRequest, SlackRequests
+
+if TYPE_CHECKING:
+    from sandbox.demo_data import DemoData
 
 PROMPT = "payflow> "
 HELP = """\
@@ -78,6 +85,7 @@ class Console:
         self.runtime = runtime
         self.stub = stub
         self.cluster: Any = None  # the sandbox's simulated cluster, when there is one
+        self.demo_data: DemoData | None = None  # the sandbox's data stores, starting in the background
         self.requests = requests
         self.user = user
         self.sandbox = sandbox
@@ -270,8 +278,27 @@ class Console:
         self._replies[tag] = original
         return str(self.stub.response_url(tag))
 
+    async def take_demo_data(self) -> None:
+        """Say which of the demo's data stores finished starting since last time, and give the
+        bot the settings of those that are ready: their commands work from the next one on."""
+        if self.demo_data is None:
+            return
+        news = self.demo_data.news()
+        if not news:
+            return
+        for store in news:
+            self.say(self.style.dim(f"\n(console) {redact(store.end_line())}"))
+        settings = self.runtime.settings
+        env = {**settings.env, **self.demo_data.settings()}
+        await self.runtime.use_settings(dataclasses.replace(settings, env=env))
+
     async def slash(self, text: str) -> None:
         command, _, rest = text.partition(" ")
+        await self.take_demo_data()
+        starting = self.demo_data.starting_for(rest) if self.demo_data else None
+        if starting is not None and command == self.runtime.settings.command:
+            self.say(starting.still_starting())
+            return
         await self._dispatch(
             self.requests.slash(
                 rest.strip(),
@@ -385,6 +412,33 @@ def _viewer() -> str | None:
     return None
 
 
+async def _read_line(read: Callable[[str], str], prompt: str) -> str:
+    """`read` (input()) in a daemon thread of its own, not asyncio's executor: on Ctrl-C the
+    console must stop everything it started and exit, not wait for a line that never comes (the
+    executor is joined at shutdown; a daemon thread is not)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def settle(value: str | None, error: BaseException | None) -> None:
+        if answer.done():  # cancelled: the console is closing
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value or "")
+
+    def run() -> None:
+        try:
+            value, error = read(prompt), None
+        except BaseException as exc:  # EOFError above all: handed to the loop, which decides
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="console-input", daemon=True).start()
+    return await answer
+
+
 async def _repl(console: Console, read: Callable[[str], str]) -> None:
     console.say(
         f"PayFlow console — you are {console.user.name} ({console.user.role}) in #{console.channel_name}. "
@@ -396,12 +450,13 @@ async def _repl(console: Console, read: Callable[[str], str]) -> None:
         while True:
             await asyncio.sleep(0.3)
             console.show_new()
+            await console.take_demo_data()
 
     follower = asyncio.create_task(follow())
     try:
         while True:
             try:
-                line = await asyncio.to_thread(read, console.prompt)
+                line = await _read_line(read, console.prompt)
             except (EOFError, KeyboardInterrupt):
                 console.say("")
                 return

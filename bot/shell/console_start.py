@@ -5,6 +5,7 @@ REPL so that what the console talks to is chosen in one place."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -92,6 +93,7 @@ def open_console(
     out: TextIO = sys.stdout,
     workdir: Path | None = None,
     ansi: bool | None = None,
+    demo_data: bool = True,
 ) -> Iterator[Console]:
     """The console with everything behind it started; stopped again on exit. In the sandbox the
     demo people and roles stand in for the catalog's and `user` is one of them (default alice);
@@ -99,7 +101,8 @@ def open_console(
     Raises ConsoleRefused (before anything starts) when it cannot run as asked.
 
     `workdir` (default: a new folder under the temp dir, kept after exit) holds the console's log
-    and every file the bot shares; both are named at start."""
+    and every file the bot shares; both are named at start. `demo_data`: in the sandbox, also
+    start PayFlow's data stores (sandbox/demo_data.py) in the background."""
     from bot.config.catalog import load_catalog
     from bot.gateways.kube import Kube
     from bot.gateways.store import MemoryStore
@@ -145,7 +148,7 @@ def open_console(
         stub = stack.enter_context(SlackApiStub(bot_token="xoxb-console", usergroups=groups))
         kubeconfig, store, context = env.kubeconfig, None, catalog.env.kube_context
         sandbox_prometheus: str | None = None
-        cluster = None
+        cluster, stores = None, None
         if sandbox:
             from sandbox.cluster import Cluster
             from sandbox.k8s_api import SandboxServer
@@ -163,6 +166,11 @@ def open_console(
             from sandbox.prometheus import for_console
 
             sandbox_prometheus = for_console(stack, server, catalog.slos.error_rate, out)
+            if demo_data:
+                from sandbox.demo_data import DemoData
+
+                stores = DemoData(catalog)  # only looks for the servers; started below
+                stack.callback(stores.close)
         else:
             print(
                 f"cluster from {kubeconfig}; store {'Redis' if env.redis_url else 'embedded'}; "
@@ -190,6 +198,10 @@ def open_console(
             ansi=ansi,
         )
         console.cluster = cluster
+        console.demo_data = stores
+        if stores is not None:  # last, in the background: they do not compete with the set-up above
+            for line in stores.start():
+                print(line, file=out)
         notices.append(console)
         yield console
 
@@ -209,4 +221,12 @@ def run_console(*, sandbox: bool, as_user: str | None = None) -> int:
     except ConsoleRefused as exc:  # raised before anything starts
         print(f"payflow-bot console: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C. Everything the console started is stopped by now, but the prompt's reader thread
+        # is still in input(), holding stdin's lock, and the interpreter aborts if it finalizes
+        # stdin with that lock held: run the exit handlers (libraries' temp files), then leave.
+        print("", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        atexit._run_exitfuncs()
+        os._exit(130)
     return 0

@@ -3,8 +3,10 @@ console and the tests, so what is tested is what runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt.async_app import AsyncApp
@@ -55,6 +57,28 @@ class Runtime:
         self.kube.warm()  # the API classes' imports, off the loop: the first command does not pay them
         for service in SERVICES:
             self.jobs.spawn(service(self.dispatcher.deps))
+
+    async def use_settings(self, settings: Settings) -> None:
+        """Swap in gateways for the data stores whose setting changed: the console's demo starts
+        its stores after the prompt and hands their URLs over when each is ready. A job already
+        running keeps the gateway it started with."""
+        deps, data = self.dispatcher.deps, self.catalog.data
+        builders: dict[str, tuple[str, Callable[[Settings, Catalog], Any]]] = {
+            "postgres": (data.postgres.url_setting, _postgres),
+            "rabbitmq": (data.rabbitmq.url_setting, _rabbitmq),
+            "payflow_redis": (data.redis.url_setting, _payflow_redis),
+        }
+        changed = {
+            field: build(settings, self.catalog)
+            for field, (name, build) in builders.items()
+            if settings.named(name) != self.settings.named(name)
+        }
+        self.settings = settings
+        if not changed:
+            return
+        self.dispatcher.deps = dataclasses.replace(deps, **changed)
+        if "payflow_redis" in changed and deps.payflow_redis is not None:
+            await deps.payflow_redis.close()
 
     async def close(self) -> None:
         await self.jobs.close()
