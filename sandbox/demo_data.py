@@ -240,7 +240,7 @@ class DemoData:
     def _queues(self, node: RabbitNode) -> None:
         """The queues as PayFlow's services leave them: settlement consumed as it comes, e-mail
         notifications piling up with their worker gone, a few dead letters."""
-        import pika  # the sandbox extra; only here, so the console starts without loading it
+        import pika  # type: ignore[import-untyped]  # the sandbox extra; loaded only once needed
 
         params = pika.URLParameters(node.amqp_url)
         params.socket_timeout = params.blocked_connection_timeout = 10

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt.async_app import AsyncApp
@@ -62,23 +61,23 @@ class Runtime:
         """Swap in gateways for the data stores whose setting changed: the console's demo starts
         its stores after the prompt and hands their URLs over when each is ready. A job already
         running keeps the gateway it started with."""
-        deps, data = self.dispatcher.deps, self.catalog.data
-        builders: dict[str, tuple[str, Callable[[Settings, Catalog], Any]]] = {
-            "postgres": (data.postgres.url_setting, _postgres),
-            "rabbitmq": (data.rabbitmq.url_setting, _rabbitmq),
-            "payflow_redis": (data.redis.url_setting, _payflow_redis),
-        }
-        changed = {
-            field: build(settings, self.catalog)
-            for field, (name, build) in builders.items()
-            if settings.named(name) != self.settings.named(name)
-        }
+        deps, data, catalog = self.dispatcher.deps, self.catalog.data, self.catalog
+
+        def changed(name: str) -> bool:
+            return settings.named(name) != self.settings.named(name)
+
+        self.dispatcher.deps = dataclasses.replace(
+            deps,
+            postgres=_postgres(settings, catalog) if changed(data.postgres.url_setting) else deps.postgres,
+            rabbitmq=_rabbitmq(settings, catalog) if changed(data.rabbitmq.url_setting) else deps.rabbitmq,
+            payflow_redis=(
+                _payflow_redis(settings, catalog) if changed(data.redis.url_setting) else deps.payflow_redis
+            ),
+        )
         self.settings = settings
-        if not changed:
-            return
-        self.dispatcher.deps = dataclasses.replace(deps, **changed)
-        if "payflow_redis" in changed and deps.payflow_redis is not None:
-            await deps.payflow_redis.close()
+        replaced = deps.payflow_redis
+        if replaced is not None and replaced is not self.dispatcher.deps.payflow_redis:
+            await replaced.close()
 
     async def close(self) -> None:
         await self.jobs.close()
