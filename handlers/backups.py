@@ -13,11 +13,13 @@ from typing import Any
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain import backups
-from bot.domain.views import Facts, Reply, Report, Table, Text, Tone
+from bot.domain.gate.record import BOT
+from bot.domain.views import Facts, Figure, Reply, Report, Table, Text, Tone
 from bot.gateways.kube_objects import KubeError, NotFound
 from bot.gateways.payflow_redis import PayflowRedisError
 from handlers.backup import drill_report
-from handlers.base import Context
+from handlers.base import Context, Deps
+from handlers.digest_lines import digest_lines
 from handlers.registry import command, no_args
 
 Row = tuple[str, str, str, str, str]
@@ -149,30 +151,84 @@ async def _drill(ctx: Context, cron: dict[str, Any] | None, jobs: list[dict[str,
     parse=_parse,
 )
 async def backups_report(cmd: Backups, ctx: Context) -> Reply:
-    now = datetime.now(UTC)
+    state = await _state(ctx)
     limit_h = ctx.catalog.backups.max_age_hours
-    conf = ctx.catalog.backups
-    pg_cron, drill_cron, jobs = await asyncio.gather(
-        _cron_job(ctx, conf.postgres_cronjob), _cron_job(ctx, conf.drill_cronjob), ctx.kube.jobs()
-    )
-    (pg_row, pg_bad, notes), (redis_row, redis_bad), drill = await asyncio.gather(
-        _postgres(ctx, pg_cron, jobs, now), _redis(ctx, now, limit_h), _drill(ctx, drill_cron, jobs, now)
-    )
     config_row: Row = ("config", "on demand", "—", "not stored: `/payflow backup config` posts a file", "▫️")
     table = Table(
         ("kind", "last success", "age", "detail", ""),
-        (pg_row, redis_row, config_row),
-        attention=(pg_bad, redis_bad, False),
+        (state.postgres, state.redis, config_row),
+        attention=(state.postgres_bad, state.redis_bad, False),
         noun="kinds",
     )
     parts: list[Facts | Table | Text] = [
         Facts((("Older than", f"{limit_h:g} h is 🔴 (`backups.max_age_hours`)"),)),
         table,
-        *(Text(n, Tone.WARNING) for n in notes),
-        Text(drill),
+        *(Text(n, Tone.WARNING) for n in state.notes),
+        Text(state.drill),
     ]
-    bad = pg_bad or redis_bad or drill.startswith("🔴")
     return Reply(
-        Report("Backups", tuple(parts), tone=Tone.WARNING if bad else Tone.SUCCESS, filename="backups.txt"),
+        Report(
+            "Backups", tuple(parts), tone=Tone.WARNING if state.bad else Tone.SUCCESS, filename="backups.txt"
+        ),
         public=True,
+    )
+
+
+@dataclass(frozen=True)
+class _State:
+    postgres: Row
+    postgres_bad: bool
+    redis: Row
+    redis_bad: bool
+    notes: list[str]
+    drill: str
+
+    @property
+    def drill_bad(self) -> bool:
+        return self.drill.startswith("🔴")
+
+    @property
+    def bad(self) -> bool:
+        return self.postgres_bad or self.redis_bad or self.drill_bad
+
+
+async def _state(ctx: Context) -> _State:
+    """Every kind's last run, read once: what `/payflow backups` shows and the digests count."""
+    now = datetime.now(UTC)
+    conf = ctx.catalog.backups
+    pg_cron, drill_cron, jobs = await asyncio.gather(
+        _cron_job(ctx, conf.postgres_cronjob), _cron_job(ctx, conf.drill_cronjob), ctx.kube.jobs()
+    )
+    (pg_row, pg_bad, notes), (redis_row, redis_bad), drill = await asyncio.gather(
+        _postgres(ctx, pg_cron, jobs, now),
+        _redis(ctx, now, conf.max_age_hours),
+        _drill(ctx, drill_cron, jobs, now),
+    )
+    return _State(pg_row, pg_bad, redis_row, redis_bad, notes, drill)
+
+
+def _kind_text(row: Row, bad: bool) -> str:
+    kind, when, age, detail, _ = row
+    if when in ("—", "never"):
+        return f"{kind} {detail}"
+    return f"{kind} {'STALE or FAILED' if bad else 'fresh'} ({age} old)"
+
+
+@digest_lines("Backups", "daily", "weekly")
+async def backup_lines(deps: Deps) -> tuple[Figure, ...]:
+    """The digests' Backups line: fresh / stale / failed per kind, and the last restore drill."""
+    try:
+        state = await _state(Context(deps, BOT))
+    except KubeError as exc:
+        return (Figure("Backups", f"not read: {exc}", "", "unknown"),)
+    kinds = "; ".join(
+        _kind_text(row, bad)
+        for row, bad in ((state.postgres, state.postgres_bad), (state.redis, state.redis_bad))
+    )
+    failed = f"; {state.notes[0]}" if state.notes else ""
+    verdict = "bad" if state.postgres_bad or state.redis_bad else "ok"
+    drill = state.drill.lstrip("✅🔴 ")
+    return (
+        Figure("Backups", kinds + failed, f"< {deps.catalog.backups.max_age_hours:g} h old", verdict),
+        Figure("Restore drill", drill, "", "bad" if state.drill_bad else "ok"),
     )
