@@ -12,7 +12,7 @@ probe, so a "no answer" would be false).
 Goal (issue 9): every answer complete and < 1 s after the ack at 1,000 services; health with
 no false "no answer".
 
-    .venv/bin/python bench/scale.py [--sizes 200,1000] [--runs 3]
+    .venv/bin/python bench/scale.py [--sizes 200,1000] [--runs 3] [--commands health]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def prom_queries(prom: PrometheusServer | None) -> float:
     return sum(prom.counter(c) for c in PROM_COUNTERS)
 
 
-def run_size(n: int, runs: int, tmp: Path) -> list[dict[str, Any]]:
+def run_size(n: int, runs: int, tmp: Path, commands: tuple[str, ...] = COMMANDS) -> list[dict[str, Any]]:
     catalog: Catalog = with_services(demo.demo_catalog(load_catalog()), n)
     names = list(catalog.services)
     record: list[Any] = []
@@ -177,7 +177,7 @@ def run_size(n: int, runs: int, tmp: Path) -> list[dict[str, Any]]:
             }
 
         rows = []
-        for command in COMMANDS:
+        for command in commands:
             send(command)  # warm-up: first use of each path
             results = [send(command) for _ in range(runs)]
             last = results[-1]
@@ -211,12 +211,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000", help="catalog sizes, comma-separated")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per command (after a warm-up)")
+    parser.add_argument("--commands", default=",".join(COMMANDS), help="commands, comma-separated")
     args = parser.parse_args()
+    commands = tuple(c.strip() for c in args.commands.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="payflow-bench-scale-"))
     rows: list[dict[str, Any]] = []
     try:
         for n in (int(s) for s in args.sizes.split(",")):
-            rows += run_size(n, args.runs, tmp)
+            rows += run_size(n, args.runs, tmp, commands)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

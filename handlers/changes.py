@@ -51,10 +51,12 @@ RECENT = 5
     parse=_parse_changes,
 )
 async def list_changes(cmd: Changes, ctx: Context) -> Reply:
-    everything = [c for c in await Gate(ctx.deps).records.all() if cmd.service in (None, c.service)]
-    in_flight = [c for c in everything if c.in_flight]
-    finished = [c for c in everything if not c.in_flight][-RECENT:]
-    return Reply(ChangeList(tuple(in_flight + finished[::-1]), cmd.service))
+    """From the indexes (bot/domain/gate/records.py): the changes in flight, oldest first, then
+    the newest finished ones — never a read of every record kept."""
+    records = Gate(ctx.deps).records
+    in_flight = [c for c in await records.in_flight() if cmd.service in (None, c.service)]
+    finished = await records.recent(cmd.service, RECENT)
+    return Reply(ChangeList(tuple(in_flight + finished), cmd.service))
 
 
 @command(

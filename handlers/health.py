@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
+from bot.domain.topology import live_color
 from bot.domain.views import VERDICTS, HealthItem, HealthReport, Reply, worst
 from bot.gateways.healthcheck import ProbeResult, probe_dependency, probe_many
-from bot.gateways.kube_objects import Snapshot
 from bot.gateways.prom import Prom, Reading
 from handlers.base import Context
 from handlers.registry import at_most, command, service_arg
@@ -32,11 +32,25 @@ def _order(items: list[HealthItem]) -> tuple[HealthItem, ...]:
     return tuple(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.kind != "service", i.name)))
 
 
-async def service_items(ctx: Context, names: list[str], snap: Snapshot) -> list[HealthItem]:
+async def service_items(ctx: Context, names: list[str]) -> list[HealthItem]:
+    """The probes start as soon as the traffic objects say which color is live, while the
+    deployments and pods (the big lists) are still being read; the pods' view of each color comes
+    from the same read, so the answer is the one a snapshot first, probes after would give."""
+    read = ctx.kube.read_namespace()
+    ingresses, services = await asyncio.shield(read.traffic)
+    lives = {name: live_color(ctx.catalog, name, ingresses, services) for name in names}
+    targets = [(name, live) for name, live in lives.items() if live]
+    probing = asyncio.ensure_future(probe_many(ctx.catalog, ctx.kube, targets))
+    try:
+        snap = await asyncio.shield(read.snapshot)
+    except BaseException:
+        probing.cancel()
+        await asyncio.gather(probing, return_exceptions=True)
+        raise
     statuses = [service_status(ctx.catalog, name, snap) for name in names]
-    targets = [(s.name, s.live) for s in statuses if s.live]
-    results = iter(await probe_many(ctx.catalog, ctx.kube, targets))
-    probes = [next(results) if s.live else ProbeResult(False, "no live color to probe") for s in statuses]
+    results = iter(await probing)
+    unprobed = ProbeResult(False, "no live color to probe")
+    probes = [next(results) if lives[s.name] else unprobed for s in statuses]
     items = []
     for s, probe in zip(statuses, probes, strict=True):
         verdicts, lines = [], []
@@ -105,8 +119,9 @@ async def dependency_items(catalog: Catalog, prom: Prom | None) -> list[HealthIt
 )
 async def show_health(cmd: Health, ctx: Context) -> Reply:
     names = [cmd.service] if cmd.service else list(ctx.catalog.services)
-    snap, deps = await asyncio.gather(ctx.kube.snapshot(), dependency_items(ctx.catalog, ctx.deps.prom))
-    services = await service_items(ctx, names, snap)
+    services, deps = await asyncio.gather(
+        service_items(ctx, names), dependency_items(ctx.catalog, ctx.deps.prom)
+    )
     notes = ("dependency checks need Prometheus: PROMETHEUS_URL is not set",) if ctx.deps.prom is None else ()
     report = HealthReport(ctx.catalog.environment, _order(services + deps), notes)
     return Reply(report, public=True, detail=f"verdict {report.verdict}")

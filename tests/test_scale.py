@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.chat.blocks import MAX_BLOCKS, TEXT_LIMIT, Message, render
 from bot.config.catalog import Catalog, Smoke
+from bot.domain.topology import live_color
 from bot.domain.views import (
     ColorStatus,
     DigestReport,
@@ -28,6 +29,7 @@ from bot.domain.views import (
 )
 from bot.gateways.healthcheck import probe_many
 from bot.gateways.kube import Kube
+from handlers.status import service_status
 from tests.support.blackhole import BlackHole
 
 N = 1000
@@ -295,4 +297,43 @@ def test_probes_waiting_for_a_kubernetes_thread_are_not_blamed(catalog: Catalog,
         f"/health not checked: the 1.5 s for all {len(targets)} probes ran out before its turn"
     ] * len(targets)
     assert not any(r.ran for r in starved)
+    kube.close()
+
+
+def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
+    catalog: Catalog, kubeconfig: Path, k8s_view
+):
+    """`health` starts the probes once the traffic objects are read, before deployments and pods:
+    the read of the namespace is one (shared with a concurrent `snapshot`), and every service's
+    item is what the snapshot and a probe of its live color, made one after the other, say."""
+    kube = Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig))
+
+    async def both() -> tuple[Any, Any, Any]:
+        read = kube.read_namespace()
+        assert kube.read_namespace() is read, "a second caller joins the read in flight"
+        traffic = await read.traffic
+        early = not read.snapshot.done()  # the probes may start here
+        snap = await kube.snapshot()
+        results = await probe_many(
+            catalog, kube, [(n, service_status(catalog, n, snap).live) for n in catalog.services]
+        )
+        return traffic, early, (snap, results)
+
+    first = next(iter(catalog.services))
+    live = service_status(catalog, first, asyncio.run(kube.snapshot())).live
+    k8s_view.apps.patch_namespaced_deployment_scale(
+        catalog.deployment_name(first, live), catalog.namespace, {"spec": {"replicas": 0}}, _request_timeout=5
+    )
+    k8s_view.wait_settled()
+    (ingresses, services), _, (snap, results) = asyncio.run(both())
+    assert (ingresses, services) == (snap.ingresses, snap.services)
+    for name, r in zip(catalog.services, results, strict=True):
+        assert live_color(catalog, name, ingresses, services) == service_status(catalog, name, snap).live
+        if name == first:  # no pod behind it: the API server's proxy answers 503, said as before
+            assert not r.ok and r.ran, r.summary
+            assert r.summary.startswith("/health 503: Kubernetes answered 503: Service Unavailable"), (
+                r.summary
+            )
+        else:
+            assert r.ok and r.summary.startswith("/health 200 v1.0.0"), (name, r.summary)
     kube.close()

@@ -727,6 +727,56 @@ def test_scan_by_prefix(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_index_keeps_order_bounds_and_removes(backend: Backend) -> None:
+    """The ordered index behind the change sweep: newest first or oldest first, ties by member
+    as Redis orders them, `keep` trims the lowest scores in the same step, a member moves."""
+
+    async def body(store: Store) -> None:
+        for i, member in enumerate(["a", "b", "c", "d", "e"]):
+            await store.index_add("idx", member, float(i))
+        await store.index_add("idx", "tie-1", 2.0)
+        assert [m for m, _ in await store.index_range("idx", 10)] == ["e", "d", "tie-1", "c", "b", "a"]
+        assert await store.index_range("idx", 2, newest_first=False) == [("a", 0.0), ("b", 1.0)]
+        await store.index_add("idx", "a", 9.5)  # moved, not duplicated
+        assert await store.index_range("idx", 1) == [("a", 9.5)]
+        assert await store.index_remove("idx", "a") and not await store.index_remove("idx", "a")
+        await store.index_add("idx", "f", 7.0, keep=3)
+        assert [m for m, _ in await store.index_range("idx", 10)] == ["f", "e", "d"]
+        assert await store.index_range("nothing", 5) == []
+        await store.put("r:1", {"n": 1})
+        await store.put("r:2", {"n": 2}, ttl=0.05)
+        await asyncio.sleep(0.1)
+        assert await store.get_many(["r:1", "r:2", "r:3", "r:1"]) == {"r:1": {"n": 1}}
+        assert await store.get_many([]) == {}
+
+    backend.run(body)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.index_add("idx", "m", float("nan")), "score must be a finite number"),
+        (lambda s: s.index_add("idx", "m", True), "score must be a finite number"),
+        (lambda s: s.index_add("idx", "m", 1.0, keep=0), "keep must be an integer from 1 to 10000"),
+        (lambda s: s.index_add("", "m", 1.0), "index must be a non-empty string"),
+        (lambda s: s.index_add("idx", "a b", 1.0), "member must not contain whitespace"),
+        (lambda s: s.index_range("idx", 0), "limit must be an integer from 1 to 10000"),
+        (lambda s: s.index_range("idx", 10_001), "limit must be an integer from 1 to 10000"),
+        (lambda s: s.index_remove("idx", ""), "member must be a non-empty string"),
+        (lambda s: s.get_many(["ok", "not ok"]), "key must not contain whitespace"),
+        (lambda s: s.get_many("k"), "keys must be a list of at most 10000 keys"),
+    ],
+)
+def test_index_inputs_are_refused_and_change_nothing(backend: Backend, call: Any, message: str) -> None:
+    async def body(store: Store) -> None:
+        await store.index_add("idx", "m", 1.0)
+        with pytest.raises(ValueError, match=message):
+            await call(store)
+        assert await store.index_range("idx", 10) == [("m", 1.0)]
+
+    backend.run(body)
+
+
 def test_scan_returns_many_records(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await asyncio.gather(*(store.put(f"change:{i}", {"i": i}) for i in range(1_234)))

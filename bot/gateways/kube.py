@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
@@ -53,6 +54,14 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 _WRITES = ("patch_", "create_", "replace_", "delete_")
 # The API server's Timeout (504) and ServerTimeout (500): a write answered so may still be applied.
 SERVER_TIMEOUTS = (500, 504)
+
+
+@dataclass
+class NamespaceRead:
+    """One read of the namespace in flight: its traffic objects first, then the whole snapshot."""
+
+    traffic: asyncio.Future[tuple[dict[str, IngressState], dict[str, ServiceState]]]
+    snapshot: asyncio.Future[Snapshot]
 
 
 def no_retries(configuration: k8s.Configuration) -> k8s.Configuration:
@@ -103,7 +112,8 @@ class Kube:
         self._apis: dict[str, Any] = {}  # built on first use: see _lazy
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
-        self._inflight: asyncio.Future[Snapshot] | None = None
+        self._inflight: NamespaceRead | None = None
+        self._reads: set[asyncio.Task[None]] = set()  # reads in flight: kept from the GC
 
     @classmethod
     def connect(
@@ -312,21 +322,44 @@ class Kube:
 
     async def snapshot(self) -> Snapshot:
         """One parallel read of the namespace; concurrent callers share a read already in flight."""
+        return await asyncio.shield(self.read_namespace().snapshot)
+
+    def read_namespace(self) -> NamespaceRead:
+        """Start one parallel read of the namespace (or join the one in flight). Its `traffic`
+        (ingresses and services: enough to know every live color) is ready before the whole
+        `snapshot` (deployments and pods are the big lists), so probes can start meanwhile.
+        The read runs as its own task: a caller that gives up does not fail the others."""
         if self._inflight is not None:
-            return await asyncio.shield(self._inflight)
-        future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
-        self._inflight = future
+            return self._inflight
+        loop = asyncio.get_running_loop()
+        read = NamespaceRead(loop.create_future(), loop.create_future())
+        self._inflight = read
+        task = loop.create_task(self._read_namespace(read), name="kube-snapshot")
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+        return read
+
+    async def _read_namespace(self, read: NamespaceRead) -> None:
+        workloads = asyncio.gather(self.deployments(), self.pods())
         try:
-            deployments, pods, ingresses, services = await asyncio.gather(
-                self.deployments(), self.pods(), self.ingresses(), self.services()
-            )
-            snap = Snapshot(deployments, pods, ingresses, services)
-            future.set_result(snap)
-            return snap
+            ingresses, services = await asyncio.gather(self.ingresses(), self.services())
+            read.traffic.set_result((ingresses, services))
+            deployments, pods = await workloads
+            read.snapshot.set_result(Snapshot(deployments, pods, ingresses, services))
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: sharers re-raise it themselves
-            raise
+            workloads.cancel()
+            if not workloads.done():
+                await asyncio.gather(workloads, return_exceptions=True)
+            for future in (read.traffic, read.snapshot):
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # mark retrieved: whoever awaits it re-raises it
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._inflight = None
 

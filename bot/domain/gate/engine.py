@@ -42,9 +42,7 @@ class Gate(Decisions):
         """Start the phase of every change whose lease is free or expired; expire due approvals.
         Returns how many phases it started."""
         started = 0
-        for change in await self.records.all():
-            if not change.in_flight:
-                continue
+        for change in await self.records.in_flight():  # the index: never every record kept
             await self.records.refresh_lock(change)
             free = change.lease is None or change.lease.expired()
             if change.state == AWAITING_APPROVAL:
@@ -60,8 +58,12 @@ class Gate(Decisions):
         return started
 
     async def sweep_forever(self) -> None:
+        indexed = False
         while True:
             try:
+                if not indexed:  # once per start: records from before the indexes (records.py)
+                    log.info("change records indexed: %d", await self.records.reindex())
+                    indexed = True
                 await self.sweep()
             except StoreUnavailable as exc:
                 log.warning("change sweep: store unavailable: %s", exc)

@@ -5,6 +5,16 @@ record as it is now. A `Holder` owns one phase of one change: it writes through 
 last wrote, extends its lease with every write and renews it in the background every third of
 the lease, and stops its task when a renewal fails — so a worker that paused past its lease
 finds, at its very next write, that someone else owns the change, and writes nothing.
+
+Two indexes keep every read bounded (the sweep runs on every worker every half lease; finished
+records pile up for `RETENTION_SECONDS`): `IN_FLIGHT` holds the changes not yet finished, and
+`FINISHED` (and one per service) the newest `FINISHED_KEEP` finished ones, by creation time.
+The index is written FIRST and cleaned LAST: a change enters `IN_FLIGHT` before its record is
+created and leaves it only after its record is terminal and filed in `FINISHED`. So a crash
+between the two writes leaves an entry too many, never one too few, and `in_flight` repairs it
+on its next read (a terminal record is filed and dropped; an entry whose record never came is
+dropped after `ORPHAN_GRACE`). No scan of every record is needed, ever — except `reindex`, once
+per worker start, for records written before the indexes existed.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from bot.domain.gate.record import (
     Lease,
     change_key,
     lock_key,
+    parse_iso,
 )
 from bot.gateways.store import Store, StoreUnavailable
 
@@ -40,6 +51,21 @@ class _Keep(Enum):
     """`Holder.write`'s default lease: the one held, extended."""
 
     KEEP = "keep"
+
+
+IN_FLIGHT_INDEX = "changes:in_flight"
+FINISHED_INDEX = "changes:finished"
+FINISHED_KEEP = 50  # finished changes each finished index keeps (newest by creation time)
+IN_FLIGHT_CAP = 10_000  # entries one sweep reads: at most one change per service is in flight
+ORPHAN_GRACE = 300.0  # seconds before an in-flight entry whose record never came is dropped
+
+
+def finished_index(service: str | None = None) -> str:
+    return FINISHED_INDEX if service is None else f"{FINISHED_INDEX}:{service}"
+
+
+def _score(change: Change) -> float:
+    return parse_iso(change.created_at).timestamp()
 
 
 def new_owner() -> str:
@@ -69,8 +95,64 @@ class Records:
         return Change.from_record(record) if record else None
 
     async def all(self) -> list[Change]:
+        """Every record kept (a scan: for rare reads only; the sweep and `changes` use the indexes)."""
         records = await self.store.scan("change:")
         return sorted((Change.from_record(r) for r in records.values()), key=lambda c: c.created_at)
+
+    async def in_flight(self) -> list[Change]:
+        """The changes in flight, oldest first: one read of the index, one of their records.
+        Repairs what a crash between a record write and its index update left behind."""
+        entries = await self.store.index_range(IN_FLIGHT_INDEX, IN_FLIGHT_CAP, newest_first=False)
+        if len(entries) == IN_FLIGHT_CAP:
+            log.error(
+                "%d changes in flight or more: this sweep reads the oldest %d", IN_FLIGHT_CAP, IN_FLIGHT_CAP
+            )
+        records = await self.store.get_many([change_key(i) for i, _ in entries])
+        found = []
+        for change_id, score in entries:
+            record = records.get(change_key(change_id))
+            if record is None:  # created-and-crashed before the record, or expired long since
+                if time.time() - score > ORPHAN_GRACE:
+                    await self.store.index_remove(IN_FLIGHT_INDEX, change_id)
+                continue
+            change = Change.from_record(record)
+            if change.in_flight:
+                found.append(change)
+            else:  # finished, and the worker died before filing it
+                await self._file_finished(change)
+        return found
+
+    async def recent(self, service: str | None = None, limit: int = 5) -> list[Change]:
+        """The newest `limit` finished changes (of `service`), newest first: one read of the
+        bounded index, one of their records; expired ones leave the index as they are seen."""
+        index = finished_index(service)
+        entries = await self.store.index_range(index, FINISHED_KEEP, newest_first=True)
+        records = await self.store.get_many([change_key(i) for i, _ in entries])
+        found = []
+        for change_id, _ in entries:
+            record = records.get(change_key(change_id))
+            if record is None:
+                await self.store.index_remove(index, change_id)
+            elif len(found) < limit:
+                found.append(Change.from_record(record))
+        return found
+
+    async def _file_finished(self, change: Change) -> None:
+        """File a terminal change in the finished indexes, THEN take it out of the in-flight one."""
+        for index in (finished_index(), finished_index(change.service)):
+            await self.store.index_add(index, change.id, _score(change), keep=FINISHED_KEEP)
+        await self.store.index_remove(IN_FLIGHT_INDEX, change.id)
+
+    async def reindex(self) -> int:
+        """Index every record kept (one scan, once per worker start): records written before the
+        indexes existed must not be forgotten by the sweep. Returns how many were indexed."""
+        changes = await self.all()
+        for change in changes:
+            if change.in_flight:
+                await self.store.index_add(IN_FLIGHT_INDEX, change.id, _score(change))
+            else:
+                await self._file_finished(change)
+        return len(changes)
 
     async def holder(self, service: str) -> Change | None:
         lock = await self.store.get(lock_key(service))
@@ -80,6 +162,7 @@ class Records:
         """Take the service's change lock, then create the record; False if another change holds it."""
         if not await self.store.create(lock_key(change.service), {"change": change.id}, ttl=self.lock_ttl):
             return False
+        await self.store.index_add(IN_FLIGHT_INDEX, change.id, _score(change))  # first: see the top
         await self.store.create(change.key, change.to_record())
         return True
 
@@ -96,6 +179,7 @@ class Records:
         if not result.won:
             raise Moved(Change.from_record(result.current) if result.current else None)
         if new.state in TERMINAL:
+            await self._file_finished(new)
             await self.release_lock(new)
         return new
 

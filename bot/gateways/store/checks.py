@@ -41,6 +41,18 @@ def check_key(key: object, what: str = "key") -> str:
     return key
 
 
+def check_count(count: object, what: str, top: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= top:
+        raise ValueError(f"{what} must be an integer from 1 to {top}")
+    return count
+
+
+def check_score(score: object) -> float:
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise ValueError("score must be a finite number")
+    return float(score)
+
+
 def check_prefix(prefix: object) -> str:
     if prefix == "":
         return ""

@@ -21,11 +21,13 @@ from typing import Any, Self
 from bot.base.redact import redact
 from bot.gateways.store.audit import AuditEntry, AuditVerdict, audit_line, id_key, verify_chain
 from bot.gateways.store.checks import (
+    check_count,
     check_expected,
     check_field,
     check_key,
     check_limit,
     check_prefix,
+    check_score,
     decode_record,
     encode_record,
     to_ttl_ms,
@@ -33,6 +35,7 @@ from bot.gateways.store.checks import (
 from bot.gateways.store.values import (
     AUDIT_BATCH,
     AUDIT_SCAN_CAP,
+    MAX_INDEX_READ,
     CasResult,
     Expected,
     KeepTtl,
@@ -214,6 +217,47 @@ class Store(ABC):
         self._check_open()
         return await self._scan(prefix)
 
+    async def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The live records among ``keys`` (at most `MAX_INDEX_READ`), in one round trip per
+        batch; absent or expired keys are left out."""
+        if not isinstance(keys, list | tuple) or len(keys) > MAX_INDEX_READ:
+            raise ValueError(f"keys must be a list of at most {MAX_INDEX_READ} keys")
+        for key in keys:
+            check_key(key)
+        self._check_open()
+        return await self._get_many(list(dict.fromkeys(keys))) if keys else {}
+
+    async def index_add(self, index: str, member: str, score: float, *, keep: int | None = None) -> None:
+        """Put ``member`` in the ordered ``index`` at ``score`` (moving it if already there). With
+        ``keep``, only the ``keep`` highest-scored members stay (one atomic step): a bounded
+        "newest N". An index never expires; its members name records that may."""
+        check_key(index, "index")
+        check_key(member, "member")
+        score = check_score(score)
+        if keep is not None:
+            check_count(keep, "keep", MAX_INDEX_READ)
+        self._check_open()
+        await self._index_add(index, member, score, keep)
+
+    async def index_remove(self, index: str, member: str) -> bool:
+        """Take ``member`` out of ``index``; True if it was there."""
+        check_key(index, "index")
+        check_key(member, "member")
+        self._check_open()
+        return await self._index_remove(index, member)
+
+    async def index_range(
+        self, index: str, limit: int, *, newest_first: bool = True
+    ) -> list[tuple[str, float]]:
+        """Up to ``limit`` (member, score) of ``index``: highest scores first, or lowest first.
+        Ties go by member (reversed when highest first), as Redis orders a sorted set."""
+        check_key(index, "index")
+        check_count(limit, "limit", MAX_INDEX_READ)
+        if not isinstance(newest_first, bool):
+            raise ValueError("newest_first must be a bool")
+        self._check_open()
+        return await self._index_range(index, limit, newest_first)
+
     async def ttl(self, key: str) -> float | None:
         """Seconds until ``key`` expires; None if it has no expiry or does not exist."""
         check_key(key)
@@ -285,6 +329,18 @@ class Store(ABC):
 
     @abstractmethod
     async def _ttl(self, key: str) -> float | None: ...
+
+    @abstractmethod
+    async def _get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _index_add(self, index: str, member: str, score: float, keep: int | None) -> None: ...
+
+    @abstractmethod
+    async def _index_remove(self, index: str, member: str) -> bool: ...
+
+    @abstractmethod
+    async def _index_range(self, index: str, limit: int, newest_first: bool) -> list[tuple[str, float]]: ...
 
     @abstractmethod
     async def _close(self) -> None: ...

@@ -33,6 +33,7 @@ class MemoryStore(Store):
         self._records: dict[str, tuple[str, float | None]] = {}  # key -> (JSON, expires_at)
         self._audit_log: list[tuple[str, dict[str, str]]] = []  # (id, stored fields), oldest first
         self._audit_meta: dict[str, str] = {}  # tip_*, anchor_*, exported_id: as in Redis
+        self._indexes: dict[str, dict[str, float]] = {}  # index -> member -> score (a sorted set)
         self._last_id = (0, -1)
         self._writes = 0
 
@@ -189,6 +190,36 @@ class MemoryStore(Store):
         if item is None or item[1] is None:
             return None
         return max(0.0, math.floor((item[1] - now) * 1000) / 1000)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            now = self._clock()
+            texts = {k: item[0] for k in keys if (item := self._live(k, now)) is not None}
+        return {k: decode_record(k, t) for k, t in texts.items()}
+
+    def _ordered(self, index: str) -> list[tuple[str, float]]:
+        return sorted(self._indexes.get(index, {}).items(), key=lambda ms: (ms[1], ms[0]))
+
+    async def _index_add(self, index: str, member: str, score: float, keep: int | None) -> None:
+        with self._lock:
+            members = self._indexes.setdefault(index, {})
+            members[member] = score
+            if keep is not None and len(members) > keep:
+                for old, _ in self._ordered(index)[: len(members) - keep]:
+                    del members[old]
+
+    async def _index_remove(self, index: str, member: str) -> bool:
+        with self._lock:
+            members = self._indexes.get(index, {})
+            found = members.pop(member, None) is not None
+            if not members:
+                self._indexes.pop(index, None)
+            return found
+
+    async def _index_range(self, index: str, limit: int, newest_first: bool) -> list[tuple[str, float]]:
+        with self._lock:
+            ordered = self._ordered(index)
+        return (ordered[::-1] if newest_first else ordered)[:limit]
 
     async def _close(self) -> None:
         return None

@@ -86,6 +86,7 @@ class RedisStore(Store):
             raise ValueError("max_connections must be a positive integer")
         self._address, self._secrets = _describe_url(url)
         self._records_ns = f"{prefix}rec:"
+        self._index_ns = f"{prefix}idx:"
         self._audit_key = f"{prefix}audit"
         self._audit_meta_key = f"{prefix}audit:chain"
         self._timeout = timeout
@@ -302,6 +303,35 @@ class RedisStore(Store):
         with self._errors("ttl"):
             ms = int(await self._client.pttl(self._rec(key)))
         return None if ms < 0 else ms / 1000
+
+    async def _get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        texts: dict[str, str] = {}
+        with self._errors("get_many"):
+            for start in range(0, len(keys), _SCAN_BATCH):
+                chunk = keys[start : start + _SCAN_BATCH]
+                values = await self._client.mget([self._rec(k) for k in chunk])
+                texts.update((k, t) for k, t in zip(chunk, values, strict=True) if t is not None)
+        return {k: decode_record(k, t) for k, t in texts.items()}
+
+    async def _index_add(self, index: str, member: str, score: float, keep: int | None) -> None:
+        name = self._index_ns + index
+        with self._errors("index_add"):
+            async with self._client.pipeline(transaction=True) as pipe:  # MULTI: one atomic step
+                pipe.zadd(name, {member: score})
+                if keep is not None:
+                    pipe.zremrangebyrank(name, 0, -keep - 1)
+                await pipe.execute()
+
+    async def _index_remove(self, index: str, member: str) -> bool:
+        with self._errors("index_remove"):
+            return bool(await self._client.zrem(self._index_ns + index, member))
+
+    async def _index_range(self, index: str, limit: int, newest_first: bool) -> list[tuple[str, float]]:
+        with self._errors("index_range"):
+            rows = await self._client.zrange(
+                self._index_ns + index, 0, limit - 1, desc=newest_first, withscores=True
+            )
+        return [(str(m), float(sc)) for m, sc in rows]
 
     async def _close(self) -> None:
         with contextlib.suppress(*_UNAVAILABLE_ERRORS, redis_errors.RedisError):

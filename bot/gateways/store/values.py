@@ -16,6 +16,7 @@ MAX_RECORD_BYTES: Final = 1_000_000
 MAX_TTL_SECONDS: Final = 366 * 86_400
 MAX_EXACT_INT: Final = 2**53 - 1  # Lua numbers are doubles: beyond this, equality lies
 AUDIT_BATCH: Final = 500  # audit entries read per round trip
+MAX_INDEX_READ: Final = 10_000  # members one `index_range` returns at most, keys one `get_many` reads
 
 
 class StoreError(Exception):
