@@ -128,7 +128,7 @@ class Records:
         index = finished_index(service)
         entries = await self.store.index_range(index, FINISHED_KEEP, newest_first=True)
         records = await self.store.get_many([change_key(i) for i, _ in entries])
-        found = []
+        found: list[Change] = []
         for change_id, _ in entries:
             record = records.get(change_key(change_id))
             if record is None:

@@ -310,7 +310,7 @@ class RedisStore(Store):
             for start in range(0, len(keys), _SCAN_BATCH):
                 chunk = keys[start : start + _SCAN_BATCH]
                 values = await self._client.mget([self._rec(k) for k in chunk])
-                texts.update((k, t) for k, t in zip(chunk, values, strict=True) if t is not None)
+                texts.update((k, str(t)) for k, t in zip(chunk, values, strict=True) if t is not None)
         return {k: decode_record(k, t) for k, t in texts.items()}
 
     async def _index_add(self, index: str, member: str, score: float, keep: int | None) -> None:
@@ -331,7 +331,7 @@ class RedisStore(Store):
             rows = await self._client.zrange(
                 self._index_ns + index, 0, limit - 1, desc=newest_first, withscores=True
             )
-        return [(str(m), float(sc)) for m, sc in rows]
+        return [(str(row[0]), float(row[1])) for row in rows]
 
     async def _close(self) -> None:
         with contextlib.suppress(*_UNAVAILABLE_ERRORS, redis_errors.RedisError):
