@@ -21,6 +21,7 @@ from typing import Any
 from bot.base.messages import MessageRef
 from bot.base.redact import clip
 from bot.base.roles import Role
+from bot.domain.gate.engine import Gate
 from bot.domain.views import AlertChanges, AlertGroupCard, AlertLine, Button, Confirm, Notice, Reply, Tone
 from bot.gateways.alertmanager import AlertmanagerError, Webhook, WebhookAlert
 from bot.gateways.outbox import current_job
@@ -175,12 +176,11 @@ def _line(a: dict[str, Any]) -> AlertLine:
 
 async def _recent_switch(deps: Deps, service: str, now: datetime) -> bool:
     """Did the service's traffic switch within the last hour (the deploy engineer's change records)?"""
-    for record in (await deps.store.scan("change:")).values():
-        switched = record.get("switched_at")
-        if record.get("service") != service or not isinstance(switched, str):
+    for change in await Gate(deps).records.latest(service):
+        if not change.switched_at:
             continue
         try:
-            at = datetime.fromisoformat(switched)
+            at = datetime.fromisoformat(change.switched_at)
         except ValueError:
             continue
         if at.tzinfo and now - SWITCH_WINDOW <= at <= now + timedelta(minutes=1):

@@ -254,7 +254,8 @@ async def switch_markers(
 ) -> tuple[Marker, ...]:
     """Where traffic moved, from the change records: the moment that explains a chart's step."""
     try:
-        changes = await Gate(ctx.deps).records.all()
+        one = next(iter(services)) if services is not None and len(services) == 1 else None
+        changes = await Gate(ctx.deps).records.latest(one)
     except StoreUnavailable:
         return ()
     markers = []

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from bot.config.catalog import CatalogError, load_catalog, parse_catalog
+from bot.domain.gate.record import Change
+from bot.domain.gate.records import Records
 from bot.shell.runtime import build_runtime
 from handlers.alerts import PREFIX, group_id, record_key
 from sandbox.local import wait_until
@@ -396,26 +398,14 @@ def test_two_replicas_receiving_a_new_group_at_once_post_one_message(
 def test_roll_back_is_offered_only_after_a_recent_traffic_switch(bot, slack, redis_server):
     now = datetime.now(UTC)
     store = bot.runtime.store
-    bot.call(
-        store.put(
-            "change:chg-00000001",
-            {
-                "service": "api-gateway",
-                "state": "baking",
-                "switched_at": (now - timedelta(minutes=10)).isoformat(),
-            },
-        )
-    )
-    bot.call(
-        store.put(
-            "change:chg-00000002",
-            {
-                "service": "wallet-service",
-                "state": "done",
-                "switched_at": (now - timedelta(hours=2)).isoformat(),
-            },
-        )
-    )
+    for change_id, service, state, ago in (
+        ("chg-00000001", "api-gateway", "verifying", timedelta(minutes=10)),  # baking now
+        ("chg-00000002", "wallet-service", "done", timedelta(hours=2)),
+    ):
+        record = Change(change_id, "deploy", service, state=state, switched_at=(now - ago).isoformat())
+        bot.call(store.put(f"change:{change_id}", record.to_record()))
+    # the change indexes, as a worker's start builds them (the gate keeps them from then on)
+    bot.call(Records(store, lock_ttl=60, lease_seconds=30).reindex())
     wallet = {**LABELS, "service": "wallet-service"}
 
     send(bot, payload("firing", [alert("firing")], group_key="g:api"))

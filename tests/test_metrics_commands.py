@@ -19,6 +19,7 @@ import yaml
 from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from bot.domain.gate.record import Change
+from bot.domain.gate.records import Records
 from bot.gateways.charts import COLOR_OF
 from bot.shell.runtime import build_runtime
 from sandbox import demo
@@ -219,6 +220,7 @@ def _switched_change(chat, minutes_ago: float) -> None:
     )
     store = chat.bot.runtime.store
     assert chat.bot.call(store.create(change.key, change.to_record()))
+    chat.bot.call(Records(store, lock_ttl=60, lease_seconds=30).reindex())  # as a worker's start does
 
 
 def test_a_chart_that_cannot_be_uploaded_becomes_a_table_with_the_switch(chat, slack):

@@ -348,8 +348,8 @@ class Kube:
             read.snapshot.set_result(Snapshot(deployments, pods, ingresses, services))
         except BaseException as exc:
             workloads.cancel()
-            if not workloads.done():
-                await asyncio.gather(workloads, return_exceptions=True)
+            # retrieved whether it was still running or had already failed on its own
+            await asyncio.gather(workloads, return_exceptions=True)
             for future in (read.traffic, read.snapshot):
                 if future.done():
                     continue

@@ -137,6 +137,12 @@ class Records:
                 found.append(Change.from_record(record))
         return found
 
+    async def latest(self, service: str | None = None) -> list[Change]:
+        """The changes in flight and the newest finished ones (of `service`), from the indexes:
+        what a chart's switch markers and an alert's "switched lately?" need, never a scan."""
+        flying = [c for c in await self.in_flight() if service in (None, c.service)]
+        return flying + await self.recent(service, FINISHED_KEEP)
+
     async def _file_finished(self, change: Change) -> None:
         """File a terminal change in the finished indexes, THEN take it out of the in-flight one."""
         for index in (finished_index(), finished_index(change.service)):
