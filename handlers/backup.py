@@ -14,7 +14,9 @@ channel. `backup redis` and `backup config` are in handlers/backup_data.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +28,18 @@ from bot.config.catalog import Catalog
 from bot.domain import backups
 from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone, View
 from bot.gateways.kube_objects import KubeError, NotFound, Unreachable
-from bot.gateways.store import KEEP_TTL, AuditEntry
+from bot.gateways.slack import SlackError
+from bot.gateways.store import KEEP_TTL, AuditEntry, StoreUnavailable
 from handlers.base import Context, Deps, Refused
-from handlers.registry import at_most, command
+from handlers.registry import at_most, background, command
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # one read of the Job a second: a backup takes minutes, a Job's status is small
 LOG_LINES = 10  # a failure shows the pod's last lines
 MAX_LOG_LINE = 200
 LOCK_SLACK_SECONDS = 120  # the lock outlives the follow by this much, so a crashed follow frees it
+POST_SECONDS = 60.0  # the first lease also covers posting the message (one Slack delivery deadline)
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,22 @@ def _parser(kind: str) -> Any:
 
 @dataclass(frozen=True)
 class Follow:
-    """What the follow needs once the handler has returned (it runs as a background task)."""
+    """What the follow needs once the handler has returned. It is kept in the lock's record, with
+    the message and the follower's lease, so another worker resumes a follow whose worker died."""
 
     kind: str
     cronjob: str
     job: str
     actor: str
     channel: str
-    lock: str
-    token: str
+    token: str  # the lock's: the request that took it
+    since: str
+    began: float  # Unix time the Job was created: progress counts from it on any worker
+    deadline: float  # Unix time the follow says "still running" and ends
+
+    @property
+    def lock(self) -> str:
+        return lock_key(self.cronjob)
 
     @property
     def what(self) -> str:
@@ -68,6 +81,44 @@ class Follow:
     @property
     def action(self) -> str:
         return f"backup {self.kind}"
+
+    def record(self, owner: str, lease_until: float, ref: MessageRef | None) -> dict[str, Any]:
+        return {
+            "by": self.actor,
+            "since": self.since,
+            "token": self.token,
+            "job": self.job,
+            "kind": self.kind,
+            "cronjob": self.cronjob,
+            "channel": self.channel,
+            "began": self.began,
+            "deadline": self.deadline,
+            "owner": owner,
+            "lease_until": lease_until,
+            "ref": [ref.channel, ref.ts] if ref else None,
+        }
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> tuple[Follow, MessageRef | None] | None:
+        """The follow a lock's record describes; None while the request is still creating its Job."""
+        try:
+            run = cls(
+                str(record["kind"]),
+                str(record["cronjob"]),
+                str(record["job"]),
+                str(record["by"]),
+                str(record["channel"]),
+                str(record["token"]),
+                str(record.get("since", "")),
+                float(record["began"]),
+                float(record["deadline"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        ref = record.get("ref")
+        return run, (
+            MessageRef(str(ref[0]), str(ref[1])) if isinstance(ref, list) and len(ref) == 2 else None
+        )
 
 
 def lock_key(cronjob: str) -> str:
@@ -80,13 +131,16 @@ def _ago(at: datetime | None) -> str:
     return f"{backups.age_text((datetime.now(UTC) - at).total_seconds())} ago"
 
 
-async def start(ctx: Context, kind: str, cronjob: str) -> Follow:
+async def start(ctx: Context, kind: str, cronjob: str, owner: str) -> Follow:
     """Create the Job from `cronjob`, once: refused while one of its Jobs runs or another request
-    holds the lock. The lock is released here on any refusal, and by the follow otherwise."""
+    holds the lock. The lock is released here on any refusal, and by the follow otherwise; once
+    the Job exists the record names it and `owner` holds its follow's lease."""
     what = "restore drill" if kind == "drill" else "PostgreSQL backup"
     key, token = lock_key(cronjob), secrets.token_hex(8)
-    ttl = ctx.catalog.backups.job_timeout_seconds + LOCK_SLACK_SECONDS
-    record = {"by": ctx.actor, "since": datetime.now(UTC).isoformat(timespec="seconds"), "token": token}
+    timeout = ctx.catalog.backups.job_timeout_seconds
+    ttl = timeout + LOCK_SLACK_SECONDS
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {"by": ctx.actor, "since": since, "token": token}
     for _ in range(2):  # a lock released between our create and our read: one more create
         if await ctx.store.create(key, record, ttl=ttl):
             break
@@ -122,9 +176,12 @@ async def start(ctx: Context, kind: str, cronjob: str) -> Follow:
         except Unreachable as exc:
             release = not exc.uncertain  # the Job may exist: the lock expires on its own
             raise
-        await ctx.store.put(key, {**record, "job": name}, ttl=KEEP_TTL)
+        began = time.time()
+        run = Follow(kind, cronjob, name, ctx.actor, ctx.channel, token, since, began, began + timeout)
+        lease = float(ctx.catalog.env.lease_seconds) + POST_SECONDS
+        await ctx.store.put(key, run.record(owner, time.time() + lease, None), ttl=KEEP_TTL)
         release = False
-        return Follow(kind, cronjob, name, ctx.actor, ctx.channel, key, token)
+        return run
     finally:
         if release:
             await ctx.store.delete(key, if_field="token", equals=token)
@@ -212,63 +269,143 @@ async def drill_report(deps: Deps, job: dict[str, Any], name: str) -> tuple[Repo
     return Report(title, (Facts(tuple(facts)), table), tone=tone, filename="restore-drill.txt"), title
 
 
-async def follow(deps: Deps, run: Follow, ref: MessageRef) -> None:
-    """Poll the Job until it ends or the timeout passes; the message says each step in place."""
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    timeout = deps.catalog.backups.job_timeout_seconds
+async def follow(deps: Deps, run: Follow, ref: MessageRef | None, owner: str) -> None:
+    """Poll the Job until it ends or the deadline passes; the message says each step in place.
+    Holding a lease on the lock's record: a worker that dies (or is cancelled) leaves the record
+    as it is, and the sweep of any worker resumes the follow once the lease has expired. The
+    outcome is audited only by the follower whose conditional delete of the record wins."""
+    lease = float(deps.catalog.env.lease_seconds)
+    if ref is None:  # the worker that created the Job died before posting: post now
+        ref = await deps.notifier.post(run.channel, _progress(run, None, time.time() - run.began))
+    held_until = 0.0
+
+    async def renew() -> bool:
+        nonlocal held_until
+        until = time.time() + lease
+        won = await deps.store.compare_and_set(
+            run.lock, "owner", owner, run.record(owner, until, ref), KEEP_TTL
+        )
+        held_until = until if won else held_until
+        return bool(won)
+
+    if not await renew():
+        return  # another worker follows it
     shown: str | None = None
     view: View
     outcome, detail = "running", ""
-    try:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            seconds = loop.time() - began
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        if held_until - time.time() < lease * 2 / 3 and not await renew():
+            return
+        seconds = time.time() - run.began
+        try:
+            job: dict[str, Any] | None = await deps.kube.job(run.job)
+        except NotFound:
+            view = Notice(f"The {run.what}'s Job `{run.job}` was deleted before it finished.", Tone.ERROR)
+            outcome, detail = "failed", f"{run.job} deleted"
+            break
+        except KubeError:
+            job = None  # this read had its deadline; the next one has its own
+        state = backups.finished(job) if job else None
+        if job is not None and state == "Complete":
+            if run.kind == "drill":
+                view, detail = await drill_report(deps, job, run.job)
+                outcome = "ok" if view.tone == Tone.SUCCESS else "failed"
+            else:
+                view, detail = await _backup_done(deps, run, job)
+                outcome = "ok"
+            break
+        if job is not None and state == "Failed":
+            view, detail = await _failed(deps, run, job)
+            outcome = "failed"
+            break
+        if time.time() >= run.deadline:
+            timeout = deps.catalog.backups.job_timeout_seconds
+            text = (
+                f"The {run.what}'s Job `{run.job}` is still running after {timeout} s "
+                "(`backups.job_timeout_seconds`); it has not failed. "
+                "`/payflow backups` shows how it ends."
+            )
+            view, detail = Notice(text, Tone.WARNING), f"{run.job} still running after {timeout} s"
+            break
+        progress = _progress(run, job, seconds)
+        if progress.text != shown:
             try:
-                job: dict[str, Any] | None = await deps.kube.job(run.job)
-            except NotFound:
-                view = Notice(f"The {run.what}'s Job `{run.job}` was deleted before it finished.", Tone.ERROR)
-                outcome, detail = "failed", f"{run.job} deleted"
-                break
-            except KubeError:
-                job = None  # this read had its deadline; the next one has its own
-            state = backups.finished(job) if job else None
-            if job is not None and state == "Complete":
-                if run.kind == "drill":
-                    view, detail = await drill_report(deps, job, run.job)
-                    outcome = "ok" if view.tone == Tone.SUCCESS else "failed"
-                else:
-                    view, detail = await _backup_done(deps, run, job)
-                    outcome = "ok"
-                break
-            if job is not None and state == "Failed":
-                view, detail = await _failed(deps, run, job)
-                outcome = "failed"
-                break
-            if seconds >= timeout:
-                text = (
-                    f"The {run.what}'s Job `{run.job}` is still running after {timeout} s "
-                    "(`backups.job_timeout_seconds`); it has not failed. "
-                    "`/payflow backups` shows how it ends."
-                )
-                view, detail = Notice(text, Tone.WARNING), f"{run.job} still running after {timeout} s"
-                break
-            progress = _progress(run, job, seconds)
-            if progress.text != shown:
                 await deps.notifier.update(ref, progress)
                 shown = progress.text
-        await deps.notifier.update(ref, view)
-        if run.kind == "drill":
-            await deps.notifier.post(deps.catalog.channels.audit, view)
-    finally:
-        await deps.store.delete(run.lock, if_field="token", equals=run.token)
+            except SlackError as exc:  # a progress step may be lost; the result may not
+                log.warning("backup progress not shown (%s): %s", exc, run.job)
+    if not await renew():
+        return
+    if not await _deliver(deps, run, ref, view):
+        return  # the record stays: a later sweep delivers it
+    if await deps.store.delete(run.lock, if_field="owner", equals=owner):
         await deps.audit(AuditEntry(run.actor, run.action, outcome, run.cronjob, detail, run.channel))
 
 
+async def _deliver(deps: Deps, run: Follow, ref: MessageRef, view: View) -> bool:
+    """The result in the message (a new one if Slack will not update it); the drill's also in the
+    audit channel. False when Slack took neither: the follow is left for a later sweep."""
+    try:
+        await deps.notifier.update(ref, view)
+    except SlackError as exc:
+        log.warning("backup result not updated in place (%s), posting it: %s", exc, run.job)
+        try:
+            await deps.notifier.post(run.channel, view)
+        except SlackError as again:
+            log.error("backup result not delivered (%s): %s", again, run.job)
+            return False
+    if run.kind == "drill":
+        try:
+            await deps.notifier.post(deps.catalog.channels.audit, view)
+        except SlackError as exc:
+            log.error("restore drill result not posted to the audit channel (%s): %s", exc, run.job)
+    return True
+
+
+async def sweep_follows(deps: Deps) -> int:
+    """Resume every follow whose lease has expired (its worker died); how many it took over."""
+    lease = float(deps.catalog.env.lease_seconds)
+    taken = 0
+    for key, record in (await deps.store.scan(lock_key(""))).items():
+        found = Follow.of(record)
+        lease_until = record.get("lease_until")
+        if found is None or not isinstance(lease_until, int | float) or lease_until > time.time():
+            continue
+        run, ref = found
+        owner = secrets.token_hex(8)
+        previous = record.get("owner")
+        won = await deps.store.compare_and_set(
+            key,
+            "owner",
+            previous if isinstance(previous, str) else None,
+            run.record(owner, time.time() + lease, ref),
+            KEEP_TTL,
+        )
+        if won:
+            deps.spawn(follow(deps, run, ref, owner))
+            taken += 1
+    return taken
+
+
+@background
+async def resume_follows(deps: Deps) -> None:
+    """Every worker sweeps, like the gate's: a backup's message always ends with its outcome."""
+    while True:
+        try:
+            await sweep_follows(deps)
+        except StoreUnavailable as exc:
+            log.warning("backup follow sweep: store unavailable: %s", exc)
+        except Exception:
+            log.exception("backup follow sweep failed")
+        await asyncio.sleep(float(deps.catalog.env.lease_seconds) / 2)
+
+
 async def _run(ctx: Context, kind: str, cronjob: str) -> Reply:
-    run = await start(ctx, kind, cronjob)
+    owner = secrets.token_hex(8)
+    run = await start(ctx, kind, cronjob, owner)
     ref = await ctx.notifier.post(ctx.channel, _progress(run, None, 0))
-    ctx.deps.spawn(follow(ctx.deps, run, ref))
+    ctx.deps.spawn(follow(ctx.deps, run, ref, owner))
     return Reply(None, detail=f"{run.job} created from cronjob/{cronjob}", target=cronjob)
 
 

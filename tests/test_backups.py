@@ -20,10 +20,12 @@ import yaml
 
 from bot.config.settings import Settings
 from bot.domain.backups import drill_rows, job_from_cronjob
+from bot.shell.runtime import build_runtime
 from sandbox.apiserver.http import RequestRecord
 from sandbox.cluster import Cluster
 from sandbox.k8s_api import SandboxServer
 from sandbox.local import wait_until
+from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 from tests.support.redis_server import RedisServer
 
@@ -268,3 +270,64 @@ def test_drill_lines_are_parsed_and_a_mismatch_is_seen():
     log += "table=wallets restored=3 production=3\n"
     rows = drill_rows(log + "table=broken restored=x production=1\n")
     assert [(r.table, r.matches) for r in rows] == [("ledger", False), ("wallets", True)]
+
+
+# --- the follow survives its worker ----------------------------------------------------------
+
+
+def _slow_backups(cluster: Cluster, seconds: float) -> None:
+    """The next backups run `seconds` (the sandbox reads it from the pod template's annotations)."""
+    annotations = {"sandbox.payflow.io/runtime-seconds": f"{seconds:g}"}
+    patch = {"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": annotations}}}}}}
+    cluster.patch("CronJob", NS, "postgres-backup", patch)
+
+
+@pytest.fixture
+def replicas(settings: Settings, catalog: Any, k8s_view: Any, bot: BotServer) -> Iterator[Any]:
+    """Bot replicas on demand, on the same Redis and cluster, with a one-second lease."""
+    bot.stop()
+    env = catalog.env.model_copy(update={"lease_seconds": 1.0})
+    fast = catalog.model_copy(update={"environments": {catalog.environment: env}})
+    started: list[BotServer] = []
+
+    def start() -> BotServer:
+        server = BotServer(build_runtime(settings, fast)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server._thread.is_alive():
+            server.stop()
+
+
+def _follow_outcomes(chat: Chat) -> list[str]:
+    return [
+        e.outcome for e in chat.audit() if e.action == "backup postgres" and "created from" not in e.detail
+    ]
+
+
+def test_a_follow_whose_worker_died_is_resumed_and_its_message_ends_once(chat, cluster, replicas):
+    _slow_backups(cluster, 5)
+    a = replicas()
+    chat.bot = a
+    chat.run("backup postgres", user="alice")
+    running = chat.slack.wait_for(
+        lambda s: next((m for m in s.messages(OPS) if "` running · " in m.text), None), timeout=20
+    )
+    a.stop()  # the worker goes away mid-follow: its task is cancelled, its lease left to expire
+    b, c = replicas(), replicas()  # two sweeping replicas: exactly one takes the follow over
+    chat.bot = b
+    done = _final(chat, "PostgreSQL backup done")
+    assert done.ts == running.ts  # the same message ends with the truth
+    _wait_audit(chat, "backup postgres", "ok")
+    assert _follow_outcomes(chat) == ["ok"]  # the cancelled follow wrote no "running"
+    finals = [
+        call
+        for call in chat.slack.calls_to("chat.update")
+        if call.params.get("ts") == running.ts and "PostgreSQL backup done" in str(call.params.get("text"))
+    ]
+    assert len(finals) == 1
+    assert b.call(b.runtime.store.get("backup:postgres-backup")) is None  # the lock is released
+    assert [m for m in chat.messages(OPS) if "backup" in m.text.lower()] == [done]
+    del c
