@@ -331,3 +331,50 @@ def test_a_follow_whose_worker_died_is_resumed_and_its_message_ends_once(chat, c
     assert b.call(b.runtime.store.get("backup:postgres-backup")) is None  # the lock is released
     assert [m for m in chat.messages(OPS) if "backup" in m.text.lower()] == [done]
     del c
+
+
+def test_slack_refusing_the_updates_still_lands_the_result(chat, cluster, k8s_view, slack):
+    _slow_backups(cluster, 2)
+    slack.fail_next("chat.update", status=500, times=2)  # retried by the gateway, within its deadline
+    slack.fail_next("chat.update", error="cant_update_message", times=50)  # never taken
+    chat.run("backup postgres", user="alice")
+    done = _final(chat, "PostgreSQL backup done")
+    assert "started the PostgreSQL backup" not in done.text  # a new message carries the result
+    assert _wait_audit(chat, "backup postgres", "ok")
+    assert chat.bot.call(chat.bot.runtime.store.get("backup:postgres-backup")) is None
+
+
+def test_a_job_deleted_mid_follow_is_said_and_frees_the_lock(chat, cluster, k8s_view):
+    _slow_backups(cluster, 30)
+    chat.run("backup postgres", user="alice")
+    [mine] = [j["metadata"]["name"] for j in _jobs(cluster) if "manual" in j["metadata"]["name"]]
+    cluster.delete("Job", NS, mine)
+    gone = _final(chat, "was deleted before it finished")
+    assert f"`{mine}`" in gone.text
+    _wait_audit(chat, "backup postgres", "failed")
+    assert chat.bot.call(chat.bot.runtime.store.get("backup:postgres-backup")) is None
+
+
+def test_two_replicas_asked_at_the_same_instant_make_one_job(chat, cluster, replicas):
+    import threading
+
+    a, b = replicas(), replicas()
+    before = len(_jobs(cluster))
+    answers: dict[str, Any] = {}
+
+    def ask(server: BotServer, user: str) -> None:
+        chat_of = Chat(server, chat.slack, chat.requests)
+        answers[user] = chat_of.send("backup postgres", user=user)
+
+    threads = [threading.Thread(target=ask, args=(s, u)) for s, u in ((a, "alice"), (b, "carol"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a.idle()
+    b.idle()
+    assert len(_jobs(cluster)) == before + 1
+    chat.bot = a
+    _wait_audit(chat, "backup postgres", "ok")
+    refused = [e for e in chat.audit() if e.action == "backup postgres" and e.outcome == "refused"]
+    assert len(refused) == 1
