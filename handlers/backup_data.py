@@ -41,6 +41,11 @@ SECRETS_NOTE = (
     "`kubectl get secrets -n {ns} -o yaml` into an encrypted store."
 )
 
+BINARY_NOTE = (
+    "The binaryData of {n} ConfigMap(s) is not in the file: it is base64, so the redaction cannot "
+    "see a credential or card number inside it. `kubectl get configmaps -n {ns} -o yaml` has it."
+)
+
 
 @dataclass(frozen=True)
 class DataBackup:
@@ -183,7 +188,7 @@ def clean(config_map: dict[str, Any]) -> dict[str, Any]:
     if not md.get("labels"):
         md.pop("labels", None)
     out: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": md}
-    for field in ("data", "binaryData", "immutable"):
+    for field in ("data", "immutable"):  # binaryData is base64: redaction cannot see into it
         if field in config_map:
             out[field] = config_map[field]
     return out
@@ -204,6 +209,7 @@ async def backup_config(cmd: DataBackup, ctx: Context) -> Reply:
     text = "\n".join(redact(line) for line in raw.split("\n"))
     redacted = sum(1 for a, b in zip(raw.split("\n"), text.split("\n"), strict=True) if a != b)
     size = len(text.encode())
+    binary = [f"`{m['metadata']['name']}`" for m in maps if m.get("binaryData")]
     if size > MAX_CONFIG_BYTES:
         raise Refused(
             f"The {len(maps)} ConfigMaps of `{ns}` make {size // 1024} KiB, more than the "
@@ -231,7 +237,20 @@ async def backup_config(cmd: DataBackup, ctx: Context) -> Reply:
             else ("ConfigMaps", f"{len(maps)}"),
             ("File", f"`{filename}` ({max(size // 1024, 1)} KiB)"),
             ("Redacted", f"{redacted} line(s) that looked like credentials or card data"),
+            *(
+                [
+                    (
+                        "Left out",
+                        f"the binaryData of {', '.join(binary[:20])}" + (" …" if len(binary) > 20 else ""),
+                    )
+                ]
+                if binary
+                else []
+            ),
         )
     )
-    report = Report("Config backup", (facts, Text(SECRETS_NOTE.format(ns=ns), Tone.INFO)), tone=Tone.SUCCESS)
+    parts: list[Facts | Text] = [facts, Text(SECRETS_NOTE.format(ns=ns), Tone.INFO)]
+    if binary:
+        parts.append(Text(BINARY_NOTE.format(n=len(binary), ns=ns), Tone.WARNING))
+    report = Report("Config backup", tuple(parts), tone=Tone.WARNING if binary else Tone.SUCCESS)
     return Reply(report, public=True, detail=f"{len(maps)} ConfigMaps, {redacted} line(s) redacted")

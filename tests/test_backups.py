@@ -378,3 +378,44 @@ def test_two_replicas_asked_at_the_same_instant_make_one_job(chat, cluster, repl
     _wait_audit(chat, "backup postgres", "ok")
     refused = [e for e in chat.audit() if e.action == "backup postgres" and e.outcome == "refused"]
     assert len(refused) == 1
+
+
+def _config_map(name: str, data: dict[str, str] | None = None, binary: dict[str, str] | None = None) -> Any:
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+    if data is not None:
+        body["data"] = data
+    if binary is not None:
+        body["binaryData"] = binary
+    return body
+
+
+def test_backup_config_redacts_hostile_values_and_never_posts_binary_data(
+    chat, cluster, k8s_view, seen, slack
+):
+    import base64
+
+    key = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" for _ in range(5)
+    )
+    key += "\n-----END PRIVATE KEY-----\n"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    hidden = base64.b64encode(b"password=hunter2 card 4111111111111111").decode()
+    data = {
+        "note": "refund to card4111111111111111x today",
+        "dsn": "postgres://app:hunter2@db:5432/payflow?password=hunter2",
+        "tls.key": key,
+        "token": jwt,
+        "big": "a" * (1000 * 1000),
+    }
+    cluster.create("ConfigMap", _config_map("hostile", data, {"blob": hidden}), namespace=NS)
+    answer = chat.run("backup config")
+    [content] = slack.uploads.values()
+    body = content.decode()
+    for leak in ("4111111111111111", "hunter2", "MIIEvQIBADANBgkqhkiG9w0", jwt, hidden):
+        assert leak not in body, leak
+    item = next(i for i in yaml.safe_load(body)["items"] if i["metadata"]["name"] == "hostile")
+    assert item["data"]["big"] == "a" * (1000 * 1000)  # a long value is kept whole, never cut
+    assert "binaryData" not in item  # binary values cannot be redacted: left out, and said
+    text = answer.all_text()
+    assert "binaryData" in text and "`hostile`" in text
+    assert not [r for r in seen if r.resource == "secrets"]
