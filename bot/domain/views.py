@@ -400,6 +400,17 @@ class Table:
     noun: str = "rows"
     note: str = ""  # said under the table, e.g. "the 10 largest of 412 tables"
 
+    def __post_init__(self) -> None:
+        """A wrong shape is the handler's mistake: it fails in the handler (answered and audited
+        as an internal error), not in the renderer once the audit says the command succeeded."""
+        if self.attention and len(self.attention) != len(self.rows):
+            raise ValueError(f"{len(self.attention)} attention flags for {len(self.rows)} rows")
+        ragged = [n for n, row in enumerate(self.rows) if len(row) != len(self.columns)]
+        if ragged:
+            raise ValueError(
+                f"row {ragged[0]} has {len(self.rows[ragged[0]])} cells for {len(self.columns)} columns"
+            )
+
 
 @dataclass(frozen=True)
 class Text:
@@ -423,6 +434,10 @@ class Report:
     footer: str = ""
     buttons: tuple[Button, ...] = ()
     filename: str = "report.txt"
+
+    def __post_init__(self) -> None:
+        if sum(isinstance(p, Table) for p in self.parts) > 1:
+            raise ValueError("a report holds at most one table (the one that may go out as a file)")
 
 
 # Every view bot/chat/blocks/ has a rendering for (tests/test_views.py holds the two lists equal):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import singledispatch
 from typing import Any
 
-from bot.base.redact import clip
+from bot.base.redact import clip, redact
 from bot.domain.views import (
     Button,
     Notice,
@@ -38,15 +38,31 @@ def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150), "emoji": True}}
 
 
+def _pieces(line: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """A line longer than a section, in pieces that each fit one, split at a space where there is
+    one: a paragraph is carried on, not cut. Redacted first, so a split cannot halve a card number
+    that the redaction point downstream would then no longer recognise."""
+    if len(line) <= limit:
+        return [line]
+    line = redact(line)
+    pieces = []
+    while len(line) > limit:
+        at = line.rfind(" ", limit // 2, limit)
+        at = at if at > 0 else limit
+        pieces.append(line[:at])
+        line = line[at:].lstrip(" ")
+    return [*pieces, line] if line else pieces
+
+
 def _sections(lines: list[str]) -> list[dict[str, Any]]:
     """Pack lines into as few sections as Slack's per-section limit allows."""
     blocks: list[dict[str, Any]] = []
     chunk = ""
-    for line in lines:
+    for line in (piece for whole in lines for piece in _pieces(whole)):
         if chunk and len(chunk) + 1 + len(line) > SECTION_LIMIT:
             blocks.append(_section(chunk))
             chunk = ""
-        chunk = f"{chunk}\n{line}" if chunk else clip(line, SECTION_LIMIT)
+        chunk = f"{chunk}\n{line}" if chunk else line
     if chunk:
         blocks.append(_section(chunk))
     return blocks
@@ -140,16 +156,26 @@ def fit_rows(
     table_head: str,
     filename: str,
     title: str,
+    attach: str = "",
 ) -> Fitted:
     """The one fitting rule for every long view, within Slack's limits (50 blocks, 3,000
     characters a section, 40,000 in all): `head` and `tail` are always kept (a digest's verdict,
     dependencies and alerts); rows are shown in full when they all fit; otherwise problems come
     first, as many as fit, the other rows are counted per state ("196 healthy"), and the full
-    table of every row goes with the message as a file. Never a silent cut."""
-    fixed = len(head) + len(tail)
+    table of every row goes with the message as a file. Never a silent cut: `attach`, when the
+    rows' lines in the message leave something out (a long cell cut), says so and sends the file
+    even when every row fits."""
+    fixed = len(head) + len(tail) + bool(attach)
     all_in = _sections([line for r in rows for line in r.lines])
-    if fixed + len(all_in) <= MAX_BLOCKS and _size(head) + _size(tail) + _size(all_in) <= TEXT_LIMIT:
-        return Fitted([*head, *all_in, *tail], (), len(rows), {})
+    table = "\n".join([table_head, *(r.table for r in rows)]) + "\n"
+    if (
+        fixed + len(all_in) <= MAX_BLOCKS
+        and _size(head) + _size(tail) + _size(all_in) + len(attach) <= TEXT_LIMIT
+    ):
+        if not attach:
+            return Fitted([*head, *all_in, *tail], (), len(rows), {})
+        note = _context(f"📎 {attach}; the full table is in the file `{filename}` in this message's thread")
+        return Fitted([*head, *all_in, note, *tail], (Attachment(filename, table, title),), len(rows), {})
 
     budget_blocks = MAX_BLOCKS - fixed - 2  # the summary and the note about the file
     budget_chars = TEXT_LIMIT - _size(head) - _size(tail) - 1_000
@@ -166,7 +192,6 @@ def fit_rows(
     note = (
         f"📎 {what}; the full table of all {len(rows)} is in the file `{filename}` in this message's thread"
     )
-    table = "\n".join([table_head, *(r.table for r in rows)]) + "\n"
     blocks = [*head, *shown, _section(f"…and {summary}"), _context(note), *tail]
     return Fitted(blocks, (Attachment(filename, table, title),), count, counted)
 
