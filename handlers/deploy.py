@@ -94,7 +94,8 @@ def _parse_rollback(args: list[str], catalog: Catalog) -> Rollback:
     role=Role.OPERATOR,
     examples=(
         "/payflow deploy api-gateway v1.2.3 fixes PAY-981",
-        "/payflow deploy auth-service sha256:<digest>",
+        "/payflow deploy auth-service "
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     ),
     parse=_parse_deploy,
 )

@@ -63,8 +63,6 @@ def _parse_logs(args: list[str], catalog: Catalog) -> Logs:
     words = list(args)
     while words:
         word = words.pop(0)
-        if word[:1] in ("—", "–"):  # Slack's smart punctuation turns `--` into a dash
-            word = "--" + word[1:]
         if not word.startswith("--"):
             positional.append(word)
             continue

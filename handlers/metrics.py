@@ -77,7 +77,7 @@ def _parse_metrics(args: list[str], catalog: Catalog) -> Metrics:
 def _parse_query(args: list[str], catalog: Catalog) -> Query:
     """Everything up to an optional trailing `--window <duration>` is PromQL (a trailing bare
     duration would be ambiguous: `x offset 5m` is valid PromQL)."""
-    words = ["--" + w[1:] if w[:1] in ("—", "–") else w for w in args]  # Slack's smart dashes
+    words = list(args)  # a smart dash before `window` is `--` already (registry.parse)
     window = None
     if len(words) >= 2 and words[-2].lower() == WINDOW_OPTION:
         window = _window(words[-1], "query")

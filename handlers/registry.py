@@ -10,6 +10,8 @@ never reaches the cluster, the store or the Slack API.
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -82,13 +84,21 @@ Service = Callable[[Deps], Coroutine[Any, Any, None]]
 SERVICES: list[Service] = []  # started where jobs run
 
 
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?: [a-z][a-z0-9]*(?:-[a-z0-9]+)*)*")
+
+
 def _name_of(synopsis: str) -> str:
+    """The words before the first `<arg>` or `[option]`: lowercase ASCII words, one space apart,
+    since `parse` compares them with what it has folded to that (anything else could never match)."""
     words = []
-    for word in synopsis.split():
-        if word[:1] in "<[":
+    for word in synopsis.split(" "):
+        if word.startswith(("<", "[")):
             break
         words.append(word)
-    return " ".join(words)
+    name = " ".join(words)
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"command name {name!r}: lowercase ASCII words one space apart")
+    return name
 
 
 def command(
@@ -102,8 +112,9 @@ def command(
 ) -> Callable[[Callable[[C, Context], Awaitable[Reply]]], Callable[[C, Context], Awaitable[Reply]]]:
     """Declare a command; its name is the synopsis up to the first `<arg>` or `[option]`."""
 
+    name = _name_of(synopsis)
+
     def register(run: Callable[[C, Context], Awaitable[Reply]]) -> Callable[[C, Context], Awaitable[Reply]]:
-        name = _name_of(synopsis)
         if name in COMMANDS:
             raise ValueError(f"command {name!r} is declared twice")
         COMMANDS[name] = CommandSpec(name, synopsis, summary, examples, role, parse, run, working)
@@ -130,22 +141,45 @@ def background(run: Service) -> Service:
     return run
 
 
+class ParserFailed(Exception):
+    """A parser raised something other than `Usage`: our bug, not the user's input."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the parser of {name!r} failed")
+        self.name = name
+
+
+_OPTION_DASH = re.compile(r"(?<!\S)[\u2013\u2014](?=\w)")
+
+
+def _as_typed(text: str) -> str:
+    """What the user meant to type: fullwidth letters and no-break spaces folded (NFKC), invisible
+    characters (zero-width spaces, joiners, BOMs, direction marks) dropped, and an en or em dash
+    opening a word read as `--`, which smart punctuation turned it into (`—lines` is `--lines`)."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+    return _OPTION_DASH.sub("--", text)
+
+
 def parse(text: str, catalog: Catalog) -> Parsed:
     """The longest declared name that starts the text wins (`db slow` before `db`)."""
+    text = _as_typed(text)
     if len(text) > MAX_TEXT:
         raise Usage(f"That is {len(text)} characters; a command is at most {MAX_TEXT}. Nothing was done.")
     words = text.split()
     if not words:
         return Parsed("help", COMMANDS["help"].parse([], catalog))
     lowered = [w.lower() for w in words]
-    for n in (2, 1):
+    longest = max(name.count(" ") + 1 for name in COMMANDS)
+    for n in range(min(longest, len(words)), 0, -1):
         name = " ".join(lowered[:n])
-        if len(words) >= n and name in COMMANDS:
+        if name in COMMANDS:
             spec = COMMANDS[name]
             try:
                 return Parsed(name, spec.parse(words[n:], catalog))
             except Usage as exc:
                 raise _with_subcommands(exc, name, words[n:]) from None
+            except Exception as exc:
+                raise ParserFailed(name) from exc
     family = subcommands(lowered[0])
     if family:
         listed = ", ".join(f"`{s}`" for s in family)

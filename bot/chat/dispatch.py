@@ -22,6 +22,7 @@ from bot.gateways.slack import SlackError, SlackGateway
 from bot.gateways.store import AuditEntry, StoreUnavailable
 from handlers import ACTIONS, COMMANDS, Parsed, Usage, parse
 from handlers.base import Context, Deps, Refused
+from handlers.registry import ParserFailed
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ class ActionJob:
     message: MessageRef | None
 
 
+@dataclass(frozen=True)
+class Unparsed:
+    """A command whose parser failed (our bug): answered in the ack, audited after it."""
+
+    invocation: Invocation
+    name: str
+    ref: str
+
+
 class DepsJob(Protocol):
     """Any other work queued by the web process (an Alertmanager notification, …): picklable
     data with a `run` that gets the handlers' dependencies in the process that runs jobs."""
@@ -74,7 +84,7 @@ class Accepted:
     """What to ack with at once, and the job to run once the ack is out (None: nothing more)."""
 
     ack: Message | None
-    job: CommandJob | ActionJob | None
+    job: CommandJob | ActionJob | Unparsed | None
 
 
 class Dispatcher:
@@ -94,6 +104,10 @@ class Dispatcher:
             spec = COMMANDS.get(exc.command or "")
             usage = spec.usage if spec else None
             return Accepted(render(Notice(exc.message, Tone.WARNING, usage)), None)
+        except ParserFailed as exc:
+            ref = secrets.token_hex(4)
+            log.error("the parser of %s failed (ref %s)", exc.name, ref, exc_info=exc.__cause__)
+            return Accepted(render(_internal_error(ref)), Unparsed(inv, exc.name, ref))
         return Accepted(None, CommandJob(inv, parsed))
 
     def accept_action(self, inv: Invocation, action: str, value: str, message: MessageRef | None) -> Accepted:
@@ -102,15 +116,27 @@ class Dispatcher:
             return Accepted(None, None)
         return Accepted(None, ActionJob(inv, action, value, message))
 
-    async def execute(self, job: CommandJob | ActionJob | DepsJob) -> None:
+    async def execute(self, job: CommandJob | ActionJob | Unparsed | DepsJob) -> None:
         if isinstance(job, CommandJob):
             await self.run(job.invocation, job.parsed)
+        elif isinstance(job, Unparsed):  # answered in the ack already
+            await self._finish(
+                job.invocation, job.name, None, "error", f"internal error ref {job.ref}", Reply(None)
+            )
         elif isinstance(job, ActionJob):
             await self.run_action(job)
         else:
             await job.run(self.deps)
 
     async def run(self, inv: Invocation, parsed: Parsed) -> None:
+        if parsed.name not in COMMANDS:  # queued by a release that has it (a rolling deploy)
+            text = (
+                f"`{parsed.name}` is not a command of this version of the bot; nothing was done. Try again."
+            )
+            await self._finish(
+                inv, parsed.name, None, "error", "unknown command", Reply(Notice(text, Tone.ERROR))
+            )
+            return
         spec, command = parsed.spec, parsed.command
         working = spec.working(command) if spec.working else None  # said once the policy allows it
 
@@ -172,9 +198,7 @@ class Dispatcher:
             ref = secrets.token_hex(4)
             log.exception("%s failed (ref %s)", name, ref)
             outcome, detail = "error", f"internal error ref {ref}"
-            reply = Reply(
-                Notice(f"Something went wrong on our side (ref `{ref}`); it is logged.", Tone.ERROR)
-            )
+            reply = Reply(_internal_error(ref))
         await self._finish(inv, name, target, outcome, detail, reply, store_down=store_down)
 
     async def _finish(
@@ -246,3 +270,7 @@ class Dispatcher:
                     )
                 ),
             )
+
+
+def _internal_error(ref: str) -> Notice:
+    return Notice(f"Something went wrong on our side (ref `{ref}`); it is logged.", Tone.ERROR)

@@ -67,7 +67,7 @@ _PLAIN_TYPES: frozenset[type] = frozenset(
 
 
 def _allowed(obj: object) -> bool:
-    if obj in _PLAIN_TYPES:
+    if isinstance(obj, type) and obj in _PLAIN_TYPES:
         return True
     if not isinstance(obj, type):
         return False
@@ -77,8 +77,14 @@ def _allowed(obj: object) -> bool:
     return own and (is_dataclass(obj) or issubclass(obj, BaseModel | enum.Enum))
 
 
+_PLAIN_MODULES = ("datetime", "builtins", "pydantic_core._pydantic_core")
+
+
 class _JobUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Checked before the import: importing a module runs it (`antigravity` opens a browser).
+        if not (module.startswith(_OWN_MODULES) or module in _PLAIN_MODULES) or "." in name:
+            raise pickle.UnpicklingError(f"{module}.{name} is not job data")
         obj = super().find_class(module, name)
         if not _allowed(obj):
             raise pickle.UnpicklingError(f"{module}.{name} is not job data")
