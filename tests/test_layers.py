@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["bot.shell", "bot.chat", "handlers", "bot.domain", "bot.gateways", "bot.config", "bot.base"]
 SANDBOX_MAY_USE = ("bot.base", "bot.config")
@@ -28,13 +30,46 @@ def _module_of(path: Path) -> str:
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
+    return _imports_in(path.read_text(), _module_of(path), path.name == "__init__.py")
+
+
+def _imports_in(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """Every module a source imports, wherever it does (a function body too): `import x`,
+    `from x import y` (as x and x.y: `from bot import shell` imports bot.shell), relative imports
+    resolved against the module, and `importlib.import_module` / `__import__` of a literal name."""
+    package = module if is_package else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            where = ".".join([*base, *([node.module] if node.module else [])])
+            found.append((node.lineno, where))
+            found += [(node.lineno, f"{where}.{a.name}") for a in node.names if a.name != "*"]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if called in {"import_module", "__import__"} and isinstance(node.args[0].value, str):
+                found.append((node.lineno, node.args[0].value))
     return found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from bot.shell import cli",
+        "from bot import shell",
+        "from ..shell import cli",
+        "from ...bot.shell import cli",  # from the package's parent: bot.chat → bot → (root)
+        "import importlib\nimportlib.import_module('bot.shell.cli')",
+        "from importlib import import_module\nimport_module('bot.shell')",
+        "__import__('bot.shell.runtime')",
+        "def later():\n    from bot.shell import runtime",
+    ],
+)
+def test_the_checker_sees_every_way_to_import(source: str) -> None:
+    imported = [target for _, target in _imports_in(source, "bot.chat.dispatch", False)]
+    assert any(t == "bot.shell" or t.startswith("bot.shell.") for t in imported), imported
 
 
 def _sources(*folders: str) -> list[Path]:

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from sandbox.apiserver.kinds import JSON, ApiError, KindInfo
@@ -175,7 +175,7 @@ def stream(
 class _Slotted:
     """The event lines, giving the watch's slot back on close (a generator never started would not)."""
 
-    def __init__(self, cache: WatchCache, events: Iterator[bytes | None]) -> None:
+    def __init__(self, cache: WatchCache, events: Generator[bytes | None, None, None]) -> None:
         self._cache = cache
         self._events = events
         self._open = True
@@ -189,7 +189,7 @@ class _Slotted:
     def close(self) -> None:
         if self._open:
             self._open = False
-            self._events.close()  # type: ignore[attr-defined]
+            self._events.close()
             self._cache.release()
 
 
@@ -203,7 +203,7 @@ def _events(
     timeout: float,
     bookmarks: bool,
     stop: threading.Event,
-) -> Iterator[bytes | None]:
+) -> Generator[bytes | None, None, None]:
     def line(type_: str, obj: JSON) -> bytes:
         return json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n"
 

@@ -174,8 +174,8 @@ def fit_rows(
     ):
         if not attach:
             return Fitted([*head, *all_in, *tail], (), len(rows), {})
-        note = _context(f"📎 {attach}; the full table is in the file `{filename}` in this message's thread")
-        return Fitted([*head, *all_in, note, *tail], (Attachment(filename, table, title),), len(rows), {})
+        said = _context(f"📎 {attach}; the full table is in the file `{filename}` in this message's thread")
+        return Fitted([*head, *all_in, said, *tail], (Attachment(filename, table, title),), len(rows), {})
 
     budget_blocks = MAX_BLOCKS - fixed - 2  # the summary and the note about the file
     budget_chars = TEXT_LIMIT - _size(head) - _size(tail) - 1_000
