@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.base.mrkdwn import escape, slack_date
 from bot.base.redact import clip
-from bot.chat.blocks.digests import business_section, line_sections
+from bot.chat.blocks.digests import VERDICT_ICON, VERDICT_WORDS, business_section, compact, line_sections
 from bot.chat.blocks.kit import (
     COLOR_ICON,
     SECTION_LIMIT,
@@ -24,17 +24,10 @@ from bot.gateways.slack import Message
 
 # --- metrics, query, health, digests ------------------------------------------------------
 
-VERDICT_ICON = {"ok": "✅", "warn": "⚠️", "bad": "🔴", "unknown": "❔", "info": "▫️"}
-
 
 def _figure(f: mv.Figure) -> str:
     objective = f" (SLO {f.objective})" if f.objective else ""
     return f"{VERDICT_ICON[f.verdict]} {f.label} *{escape(f.value)}*{objective}"
-
-
-def _compact(f: mv.Figure) -> str:
-    mark = "" if f.verdict in ("ok", "info") else f" {VERDICT_ICON[f.verdict]}"
-    return f"{f.label} {escape(f.value)}{mark}"
 
 
 @render.register
@@ -132,18 +125,10 @@ def _health(view: mv.HealthReport) -> Message:
     return Message(text, fitted.blocks, fitted.files)
 
 
-_VERDICT_WORDS = {
-    "ok": "All good",
-    "warn": "Watch",
-    "bad": "Needs attention",
-    "unknown": "Not known to be healthy",
-}
-
-
 def _digest_service(s: mv.DigestService) -> str:
     live = f"{COLOR_ICON.get(s.live, '')} {s.live}" if s.live else "live: unknown"
     version = f" `{escape(s.version)}`" if s.version else ""
-    figures = " · ".join(_compact(f) for f in s.figures)
+    figures = " · ".join(compact(f) for f in s.figures)
     return f"{VERDICT_ICON[s.verdict]} *{s.name}* {live}{version} · {s.ready}/{s.desired} ready · {figures}"
 
 
@@ -170,7 +155,7 @@ def _digest(view: mv.DigestReport) -> Message:
             f"{view.alerts.value} firing alert(s)" if view.alerts.value[:1].isdigit() else "alerts unknown"
         )
     parts += [f.label for f in view.extra if f.verdict in ("bad", "unknown", "warn")]
-    headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
+    headline = f"{VERDICT_ICON[verdict]} *{VERDICT_WORDS[verdict]}*" + (
         f" — {'; '.join(parts)}" if parts else ""
     )
     head = [_header(view.title), _section(clip(headline, SECTION_LIMIT))]
@@ -200,7 +185,7 @@ def _digest(view: mv.DigestReport) -> Message:
         filename="payflow-digest.tsv",
         title=f"{view.title}: all {len(rows)} services",
     )
-    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (f" — {'; '.join(parts)}" if parts else "")
+    text = f"{view.title}: {VERDICT_WORDS[verdict]}" + (f" — {'; '.join(parts)}" if parts else "")
     if view.late:
         text += f" ({view.late})"
     return Message(_clip(text), fitted.blocks, fitted.files)
@@ -211,7 +196,7 @@ def _error_digest(view: mv.ErrorDigest) -> Message:
     verdict = view.verdict
     breaching = [name for name, f in view.rows if f.verdict == "bad"]
     listed = ", ".join(breaching[:10]) + (f" and {len(breaching) - 10} more" if len(breaching) > 10 else "")
-    headline = f"{VERDICT_ICON[verdict]} *{_VERDICT_WORDS[verdict]}*" + (
+    headline = f"{VERDICT_ICON[verdict]} *{VERDICT_WORDS[verdict]}*" + (
         f" — over the SLO: {listed}" if breaching else ""
     )
     head = [_header(view.title), _section(clip(headline, SECTION_LIMIT))]
@@ -238,7 +223,7 @@ def _error_digest(view: mv.ErrorDigest) -> Message:
         filename="payflow-errors.tsv",
         title=f"{view.title}: all {len(rows)} services",
     )
-    text = f"{view.title}: {_VERDICT_WORDS[verdict]}" + (f" (over the SLO: {listed})" if breaching else "")
+    text = f"{view.title}: {VERDICT_WORDS[verdict]}" + (f" (over the SLO: {listed})" if breaching else "")
     if view.late:
         text += f" ({view.late})"
     return Message(_clip(text), fitted.blocks, fitted.files)
