@@ -227,7 +227,7 @@ async def backup_lines(deps: Deps) -> tuple[Figure, ...]:
     )
     failed = f"; {state.notes[0]}" if state.notes else ""
     verdict = "bad" if state.postgres_bad or state.redis_bad else "ok"
-    drill = state.drill.lstrip("✅🔴 ")
+    drill = state.drill.lstrip("✅🔴 ").removeprefix("Restore drill: ").removeprefix("Restore drill ")
     # a drill never run proves nothing: the checklist's "Test backup restoration" is not done
     drill_verdict = "bad" if state.drill_bad else "ok" if state.drill.startswith("✅") else "unknown"
     return (

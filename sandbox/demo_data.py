@@ -10,6 +10,7 @@ takes 3–8 s); the console asks `news()` for what became ready and hands `setti
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,10 @@ from sandbox.payflow_redis import fill_blacklist
 from sandbox.postgres import PostgresServerMissing
 from sandbox.rabbitmq import RabbitNode, RabbitServerMissing
 from sandbox.redis_server import RedisServer, RedisServerMissing
+
+# The demo's own AMQP traffic (pika) is not the bot's: a connection the node drops at exit is
+# expected, and must not reach the console as an error with a traceback.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 __all__ = ["BACKLOG", "BLACKLISTED", "QUEUES", "DemoData", "DemoStore"]
 
