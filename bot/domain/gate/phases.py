@@ -267,8 +267,9 @@ class Phases:
             step=UNANSWERED,
             lease=Lease("apply", "settle-unanswered", time.time() + self.lease_seconds),
         )
-        await audit(self.deps, change, change.decided_by or BOT, "switch_unanswered", "uncertain", reason)
-        text = f"⏳ {reason}. The bot reads the cluster shortly and says whether traffic moved."
+        action = wording(change).action  # "switch", "unlock": the kind's own words
+        await audit(self.deps, change, change.decided_by or BOT, f"{action}_unanswered", "uncertain", reason)
+        text = f"⏳ {reason}. It may or may not have happened: the bot checks shortly and says which here."
         await show(self.deps, change.progress, progress_card(change, "switch unanswered", text))
 
     async def _settle(self, h: Holder) -> None:

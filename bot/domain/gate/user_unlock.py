@@ -8,7 +8,8 @@ so the bot's role can make no other write.
 - recheck (at the click): still locked, else the approval is void;
 - apply: one call of `unlock_user(email)`, which changes exactly one row in its transaction or
   raises and changes nothing; a call whose answer never came is `Unanswered`, never void;
-- applied (a worker died mid-call): unlocked exactly when the user is no longer locked;
+- applied (a worker died mid-call): unlocked exactly when the user's lock is cleared (NULL), as
+  the function leaves it; a lock that ran out by itself is not our unlock;
 - nothing to watch afterwards (a zero schedule), nothing to clean up, and no revert: locking a
   user again is the auth service's job.
 
@@ -82,7 +83,11 @@ async def prepare(deps: Gateways, change: Change, step: Any) -> tuple[str, ...]:
 
 
 async def recheck(deps: Gateways, change: Change) -> str | None:
-    found = await _evidence(deps, change.target)
+    """A lock that cannot be read now voids the approval: nothing has been called yet."""
+    try:
+        found = await _evidence(deps, change.target)
+    except PostgresError as exc:
+        return f"could not re-check the lock ({exc}); the user was not unlocked"
     return found if isinstance(found, str) else None
 
 
@@ -102,7 +107,10 @@ async def apply(deps: Gateways, change: Change) -> str:
 
 
 async def applied(deps: Gateways, change: Change) -> bool:
-    return isinstance(await _evidence(deps, change.target), str)
+    """The function clears `locked_until`; a lock that ran out by itself keeps its time (and its
+    failed attempts), so it is not our unlock. An unreadable database raises: settled later."""
+    lock = await _postgres(deps).user_lock(change.target, table=deps.catalog.data.postgres.users_table)
+    return lock.found and lock.locked_until is None
 
 
 def schedule(deps: Gateways, change: Change) -> tuple[float, float]:
