@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.base.pii import is_email, mask_email
+from bot.base.pii import is_email, mask_email, mask_emails
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.gate import user_unlock
@@ -49,7 +49,8 @@ def _parse_unlock(args: list[str], catalog: Catalog) -> UnlockUser:
         )
     if len(args) < 2:
         raise Usage(f"Say why (a ticket or incident), e.g. {example}.", "users unlock")
-    return UnlockUser(email, reason_text(args[1:], "users unlock"))
+    # the reason goes to the approval card and the audit trail: addresses in it are masked too
+    return UnlockUser(email, mask_emails(reason_text(args[1:], "users unlock")))
 
 
 def _postgres(ctx: Context) -> Postgres:

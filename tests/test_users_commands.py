@@ -5,6 +5,7 @@ one row changed by the DBA's function, four-eyes, audited with the address maske
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -202,3 +203,92 @@ def test_changes_and_cancel_speak_of_the_masked_user(chat: Chat, users) -> None:
     assert "Cancelled" in chat.run(f"cancel {change_id}", user="alice").all_text()
     assert _locks(users)[LOCKED][0] is not None
     assert "cancelled" in str(chat.messages(APPROVALS)[-1].blocks)
+
+
+def _everything_said(chat: Chat) -> str:
+    """Every channel message (text, blocks), ephemeral reply and audit entry the bot produced."""
+    said = [
+        f"{c.params}"
+        for c in chat.slack.calls
+        if c.method.startswith("chat.") and c.method != "chat.postEphemeral"
+    ]
+    said += [f"{r.params}" for r in chat.slack.responses]
+    said += [f"{e.actor} {e.action} {e.target} {e.detail}" for e in chat.audit(limit=200)]
+    return "\n".join(said)
+
+
+def test_the_address_repeated_in_the_reason_is_masked_everywhere(chat: Chat, users, caplog) -> None:
+    reason = f"SUP-30 {LOCKED} called support; cc {user_email(3)}"
+    chat.run(f"users unlock {LOCKED} {reason}", user="alice")
+    card = _approval(chat)
+    assert "SUP-30" in str(card.blocks) and "called support" in str(card.blocks)
+    chat.click(card, "Approve", user="bob")
+    said = _everything_said(chat)
+    assert LOCKED not in said and user_email(3) not in said
+    assert f"{MASKED} called support" in said
+    assert LOCKED not in caplog.text
+
+
+def test_an_error_from_the_unlock_function_never_shows_the_address(
+    settings: Settings, catalog, slack, users, caplog
+) -> None:
+    """The DBA's function (or a trigger under it) may name the address in its error: the card,
+    the audit trail, the logs and the record must not repeat it."""
+    with users.connect_admin() as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION payflow_bot.unlock_user_loud(p_email text) RETURNS integer"
+            " LANGUAGE plpgsql SECURITY DEFINER AS $fn$ BEGIN"
+            " RAISE EXCEPTION 'user % is under a legal hold', p_email"
+            " USING DETAIL = format('Key (email)=(%s) already exists.', p_email); END $fn$"
+        )
+        conn.execute("GRANT EXECUTE ON FUNCTION payflow_bot.unlock_user_loud(text) TO payflow_bot")
+    data = catalog.data.model_copy(
+        update={
+            "postgres": catalog.data.postgres.model_copy(
+                update={"unlock_function": "payflow_bot.unlock_user_loud"}
+            )
+        }
+    )
+    server = BotServer(build_runtime(settings, catalog.model_copy(update={"data": data}))).start()
+    try:
+        chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
+        chat.run(f"users unlock {LOCKED} SUP-31", user="alice")
+        chat.click(_approval(chat), "Approve", user="bob")
+        said = _everything_said(chat)
+        assert "legal hold" in said and "voided" in said  # the reason is told…
+        assert LOCKED not in said and LOCKED not in caplog.text  # …without the address
+        assert _locks(users)[LOCKED][0] is not None
+        records = chat.bot.call(chat.bot.runtime.store.scan("change:"))
+        assert [r["state"] for r in records.values()] == ["voided"]
+        assert LOCKED not in str(records)
+    finally:
+        server.stop()
+        with users.connect_admin() as conn:
+            conn.execute("DROP FUNCTION payflow_bot.unlock_user_loud(text)")
+
+
+def test_a_hundred_long_addresses_reach_the_requester_within_slacks_limits(chat: Chat, users) -> None:
+    """Slack refuses a section over 3,000 characters (invalid_blocks): the full list must still
+    arrive, every address of it."""
+    with users.connect_admin() as conn:
+        conn.execute(
+            "UPDATE users SET email = 'a-rather-long-mailbox-name-for-testing-' || id || '@' || email,"
+            " locked_until = now() + interval '1 hour' WHERE id <= 120"
+        )
+    try:
+        chat.run("users locked 100", user="alice")
+        [private] = [
+            c.params for c in chat.slack.calls_to("chat.postEphemeral") if "only you see" in str(c.params)
+        ]
+        blocks = json.loads(private["blocks"]) if isinstance(private["blocks"], str) else private["blocks"]
+        sections = [b["text"]["text"] for b in blocks if b.get("type") == "section"]
+        assert all(len(s) <= 3000 for s in sections), [len(s) for s in sections]
+        assert len(blocks) <= 50
+        shown_all = "\n".join(sections)
+        assert shown_all.count("a-rather-long-mailbox-name-for-testing-") == 100
+    finally:
+        with users.connect_admin() as conn:
+            conn.execute(
+                "UPDATE users SET email = split_part(email, '@', 2) || '@' || split_part(email, '@', 3)"
+                " WHERE id <= 120 AND email LIKE 'a-rather-long-mailbox-name-for-testing-%'"
+            )

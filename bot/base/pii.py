@@ -25,3 +25,12 @@ def mask_email(email: str) -> str:
     if not at:
         return "***"
     return f"{local[:1]}***@{domain}"
+
+
+_ANY_EMAIL = re.compile(rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})+")
+
+
+def mask_emails(text: str) -> str:
+    """Every address inside `text` masked: free text (a reason, a server's error) that names a
+    customer is shown as the card shows them."""
+    return _ANY_EMAIL.sub(lambda m: mask_email(m.group(0)), text) if "@" in text else text

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
+from bot.base.pii import mask_emails
 from bot.base.redact import redact
 
 T = TypeVar("T")
@@ -520,12 +521,13 @@ class Postgres:
                 await conn.close()  # an uncommitted transaction goes with it
 
     def _brief(self, exc: BaseException) -> str:
-        """The first line of the server's or libpq's message, without the DSN or its password."""
+        """The first line of the server's or libpq's message, without the DSN or its password,
+        and with any customer address masked (a function's or constraint's message may name one)."""
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         text = lines[0] if lines else type(exc).__name__
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        text = redact(text)
+        text = mask_emails(redact(text))
         return text if len(text) <= 200 else text[:199] + "…"
 
 

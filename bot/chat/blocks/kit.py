@@ -231,7 +231,7 @@ def render(view: View) -> Message:
 @render.register
 def _notice(view: Notice) -> Message:
     text = f"{TONE_ICON[view.tone]} {view.text}"
-    blocks = [_section(text)]
+    blocks = _sections(text.split("\n"))  # a long list (users locked 100) in sections Slack accepts
     if view.usage:
         blocks.append(_context(f"Usage: `{view.usage}` · `/payflow help` lists every command"))
     blocks += _actions(view.buttons)
