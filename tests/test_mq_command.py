@@ -3,8 +3,12 @@ its management API by the monitoring user, queues made by a real AMQP client (pi
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import pika
@@ -191,3 +195,70 @@ def test_the_catalog_refuses_the_prometheus_source_at_load_time():
     [problem] = err.value.problems
     assert problem.startswith("data.rabbitmq.source: 'prometheus'")
     assert "not supported yet; use 'api'" in problem
+
+
+class _Broker(BaseHTTPRequestHandler):
+    """A management API that answers every GET the way `mode` says."""
+
+    mode = "endless"
+
+    def do_GET(self) -> None:
+        if self.mode == "500":
+            self.send_response(500)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if self.mode == "garbage":
+            body = b"\x00{not json" * 100
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.end_headers()  # no length: the body ends when the connection does, i.e. never
+        chunk = b'{"name": "q", "messages_ready": 1},' * 2000
+        with contextlib.suppress(OSError):
+            self.wfile.write(b'{"items": [')
+            for _ in range(10_000):  # ~700 MB at most, 70 KB a millisecond
+                self.wfile.write(chunk)
+                time.sleep(0.001)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> Iterator[ThreadingHTTPServer]:
+    handler = type("Broker", (_Broker,), {"mode": request.param})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestBrokenBroker:
+    @pytest.fixture
+    def catalog(self, catalog: Catalog) -> Catalog:
+        return catalog.model_copy(update={"data": catalog.data.model_copy(update={"timeout_seconds": 3})})
+
+    @pytest.fixture
+    def settings(self, settings: Settings, broker: ThreadingHTTPServer) -> Settings:
+        return replace(settings, env={"RABBITMQ_API_URL": f"http://mon:pw@127.0.0.1:{broker.server_port}"})
+
+    @pytest.mark.parametrize(
+        ("broker", "said"),
+        [
+            ("endless", "too much"),  # read up to the limit, not until the deadline or out of memory
+            ("500", "answered 500"),
+            ("garbage", "not JSON"),
+        ],
+        indirect=["broker"],
+    )
+    def test_a_broken_answer_is_named_and_bounded(self, chat: Chat, said: str) -> None:
+        text = chat.run("mq").all_text()
+        assert said in text and "did not answer" not in text and "Traceback" not in text
+        assert [e.outcome for e in chat.audit()] == ["failed"]

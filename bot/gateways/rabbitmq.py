@@ -13,6 +13,7 @@ and says how many there are in all: a cut is never silent.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,21 @@ def _queue(item: dict[str, Any]) -> QueueStats:
     )
 
 
+class _TooLarge(Exception):
+    """A body past MAX_BODY: reading stopped there."""
+
+
+async def _bounded(resp: httpx.Response) -> bytes:
+    """The body, read only up to MAX_BODY: a broker (or something in its place) that streams
+    without end must cost neither the whole deadline nor the memory of what it sent."""
+    body = bytearray()
+    async for chunk in resp.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _TooLarge(MAX_BODY)
+    return bytes(body)
+
+
 def name_filter(names: Sequence[str]) -> str:
     """An anchored regular expression matching exactly these queue names (the API's `name` filter
     with `use_regex`; Python's escaping is valid PCRE, which the broker uses)."""
@@ -133,8 +149,13 @@ class RabbitMQ:
             async with (
                 asyncio.timeout(self.timeout),
                 httpx.AsyncClient(base_url=self._base, auth=self._auth, timeout=self.timeout) as client,
+                client.stream("GET", path, params=params) as resp,
             ):
-                resp = await client.get(path, params=params)
+                body = await _bounded(resp)
+        except _TooLarge as exc:
+            raise RabbitError(
+                f"{self.describe()} sent over {exc.args[0]:,} bytes for {path}; too much"
+            ) from None
         except (TimeoutError, httpx.TimeoutException):
             raise RabbitUnavailable(f"{self.describe()} did not answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
@@ -150,10 +171,8 @@ class RabbitMQ:
             )
         if resp.status_code != 200:
             raise RabbitError(f"{self.describe()} answered {resp.status_code} to {path}")
-        if len(resp.content) > MAX_BODY:
-            raise RabbitError(f"{self.describe()} sent {len(resp.content):,} bytes for {path}; too much")
         try:
-            return resp.json()
+            return json.loads(body)
         except ValueError:
             raise RabbitError(f"{self.describe()} answered {path} with something that is not JSON") from None
 
