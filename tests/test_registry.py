@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.config.catalog import load_catalog
-from bot.domain.views import Report
+from bot.domain.views import Reply, Report
 from handlers import COMMANDS, Parsed, Usage, parse
 from handlers.registry import command
 
@@ -235,3 +235,19 @@ def test_a_job_naming_a_command_this_version_lacks_is_answered_and_audited(chat,
     assert (entry.action, entry.outcome) == ("gone", "error")
     said = json.dumps([c.params for c in chat.slack.responses], ensure_ascii=False)
     assert "`gone` is not a command of this version of the bot" in said
+
+
+def test_a_view_that_cannot_be_drawn_is_answered_and_audited_as_an_error(chat, scratch_commands) -> None:
+    """Drawn before the audit: never an "ok" in the trail followed by silence in Slack."""
+
+    class Undrawable:  # a view no rendering knows
+        pass
+
+    async def run(cmd: object, ctx: object) -> Reply:
+        return Reply(Undrawable(), public=True)  # type: ignore[arg-type]  # the bug under test
+
+    command("undrawable", summary="", role=None, examples=(), parse=lambda a, c: a)(run)
+    answer = chat.run("undrawable")
+    assert "Something went wrong on our side" in answer.all_text()
+    [entry] = [e for e in chat.audit() if e.action == "undrawable"]
+    assert entry.outcome == "error"

@@ -174,8 +174,12 @@ class Dispatcher:
             return
         ctx = Context(self.deps, inv.user_id, inv.channel_id, message, decision.role)
         store_down = False  # then auditing would cost a second store deadline before the answer
+        drawn: Message | None = None
         try:
             reply = await work(ctx)
+            # drawn here, before the audit: a view that cannot be drawn is this command's error,
+            # answered and audited as one, never an "ok" followed by silence
+            drawn = render(reply.view) if reply.view is not None else None
             outcome, detail = reply.outcome, reply.detail
             target = reply.target or target
         except Refused as exc:
@@ -199,7 +203,7 @@ class Dispatcher:
             log.exception("%s failed (ref %s)", name, ref)
             outcome, detail = "error", f"internal error ref {ref}"
             reply = Reply(_internal_error(ref))
-        await self._finish(inv, name, target, outcome, detail, reply, store_down=store_down)
+        await self._finish(inv, name, target, outcome, detail, reply, store_down=store_down, drawn=drawn)
 
     async def _finish(
         self,
@@ -211,6 +215,7 @@ class Dispatcher:
         reply: Reply,
         *,
         store_down: bool = False,
+        drawn: Message | None = None,
     ) -> None:
         """Audit first, so a reply never claims success the audit trail does not hold."""
         self.telemetry.commands.labels(action, outcome).inc()
@@ -224,13 +229,14 @@ class Dispatcher:
                 AuditEntry(inv.user_id, action, outcome, target, detail, inv.channel_id)
             )
         if not recorded and outcome == "ok" and not isinstance(reply.view, Notice):
-            await self._deliver(inv, reply)
+            await self._deliver(inv, reply, drawn)
             reply = Reply(
                 Notice("The audit store is unreachable: this command was not recorded.", Tone.WARNING)
             )
-        await self._deliver(inv, reply)
+            drawn = None
+        await self._deliver(inv, reply, drawn)
 
-    async def _deliver(self, inv: Invocation, reply: Reply) -> None:
+    async def _deliver(self, inv: Invocation, reply: Reply, drawn: Message | None = None) -> None:
         if inv.from_ephemeral and inv.response_url and (reply.view is None or reply.public):
             try:
                 await self.slack.respond_delete(inv.response_url)
@@ -238,7 +244,7 @@ class Dispatcher:
                 log.warning("could not remove the clicked prompt: %s", exc)
         if reply.view is None:
             return
-        message = render(reply.view)
+        message = drawn if drawn is not None else render(reply.view)
         if reply.public:
             try:
                 await post_with_files(self.slack, inv.channel_id, message)
