@@ -284,3 +284,81 @@ def test_bad_input_is_refused_before_anything_reaches_the_database(
     assert bot_statement_calls(postgres_server) == statements  # not one statement ran
     assert admin_one(postgres_server, "SELECT count(*) FROM users") == users
     assert redis_server.client().dbsize() == 0  # not even an audit entry: nothing was attempted
+
+
+# --- red team: the server's own cuts -------------------------------------------------------------
+# PostgreSQL keeps only track_activity_query_size - 1 bytes of a statement (1,023 by default) and
+# 63 bytes of an application_name. A card across either edge arrives with its last digits cut
+# off: no longer a card to any rule (Luhn), but 12-15 digits of one. Whitespace collapsed for
+# display brings a cut at byte 1,023 into the first characters shown.
+CARD = "4111111111111111"
+
+
+def _query_cut_inside_a_card(db: PayflowDatabase, keep: int) -> str:
+    """A statement whose stored text ends after the card's first `keep` digits."""
+    size = int(admin_one(db, "SELECT setting FROM pg_settings WHERE name = 'track_activity_query_size'"))
+    head = "SELECT pg_sleep(30), '"
+    return head + " " * (size - 1 - len(head) - keep) + CARD + "'"
+
+
+@pytest.mark.parametrize("keep", [15, 13, 10])
+def test_a_card_cut_by_the_servers_statement_limit_is_not_shown(
+    chat: Chat, postgres_server: PayflowDatabase, keep: int
+) -> None:
+    query = _query_cut_inside_a_card(postgres_server, keep)
+    with running(postgres_server, query, "db-test-cut-card"):
+        overview = chat.run("db")
+        activity = chat.run("db activity")
+
+    for answer in (overview, activity):
+        seen = answer.all_text()
+        assert CARD[:keep] not in seen and "411111" not in seen
+        assert "SELECT pg_sleep(30)" in seen  # the statement is still shown, without the digits
+
+
+def test_a_card_cut_by_the_servers_application_name_limit_is_not_shown(
+    chat: Chat, postgres_server: PayflowDatabase
+) -> None:
+    app = "pos-" + "x" * 45 + CARD  # 65 characters: PostgreSQL keeps 63, the card's first 14 digits
+    with running(postgres_server, "SELECT pg_sleep(30)", app[:63]):
+        activity = chat.run("db activity")
+        overview = chat.run("db")
+
+    for answer in (overview, activity):
+        seen = answer.all_text()
+        assert "41111111111111" not in seen and "411111" not in seen
+        assert "pos-xxxx" in seen
+
+
+def test_a_glued_card_in_a_statement_and_an_application_name_is_redacted(
+    chat: Chat, postgres_server: PayflowDatabase
+) -> None:
+    query = f"SELECT pg_sleep(30), 'pan{CARD}x' AS note"
+    with running(postgres_server, query, f"pos{CARD}x"):
+        activity = chat.run("db activity")
+    seen = activity.all_text()
+    assert CARD not in seen and "411111" not in seen
+    assert "pan[REDACTED card]x" in seen and "pos[REDACTED card]x" in seen
+
+
+def test_many_session_groups_and_a_100_kb_statement_stay_within_slacks_limits(
+    chat: Chat, postgres_server: PayflowDatabase
+) -> None:
+    # The sandbox server allows 40 connections: 33 sessions in 33 groups pass the 30-group bound
+    # (200 sessions change only the counts: the bound is the query's LIMIT).
+    big = "SELECT pg_sleep(30), '" + "y" * 100_000 + "'"
+    conns = [postgres_server.connect_admin(application_name=f"db-test-many-{i}") for i in range(32)]
+    try:
+        with running(postgres_server, big, "db-test-big"):
+            activity = chat.run("db activity")
+    finally:
+        for conn in conns:
+            conn.close()
+
+    [reply] = activity.replies
+    text = body(activity)
+    assert re.search(r"Client sessions: \*3\d\*", text)
+    assert "the 30 largest of" in text  # the cut is said, not silent
+    assert "y" * 200 not in activity.all_text()  # the 100 KB statement is shown cut
+    [entry] = chat.audit()
+    assert (entry.action, entry.outcome) == ("db activity", "ok")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ MAX_GROUPS = 30  # session groups in `activity`
 MAX_INVOLVED = 30  # blocked and blocking sessions in `activity`
 MAX_LONGEST = 5  # longest-running queries in `activity`
 MAX_REPLICAS = 20
+# PostgreSQL cuts an application_name to NAMEDATALEN - 1 = 63 bytes (a multi-byte character may
+# leave it up to three bytes shorter): one this long may have been cut.
+NAME_CUT_BYTES = 60
 
 
 class PostgresError(Exception):
@@ -202,7 +206,9 @@ _SESSION_COLUMNS = """
     coalesce({a}state, ''),
     coalesce({a}application_name, ''),
     coalesce({a}wait_event_type || '/' || {a}wait_event, ''),
-    left(coalesce({a}query, ''), %(max_query)s)
+    left(coalesce({a}query, ''), %(max_query)s),
+    length({a}query) > %(max_query)s OR octet_length({a}query) >= (
+        SELECT setting::int - 4 FROM pg_settings WHERE name = 'track_activity_query_size')
 """
 
 _SERVER = """
@@ -280,9 +286,25 @@ SELECT {_SESSION_COLUMNS.format(a="a.", start="coalesce(a.xact_start, a.query_st
 """
 
 
+_CUT_DIGITS = re.compile(r"[0-9][0-9 \t.+_\-]*\Z")
+
+
+def uncut(text: str, cut: bool) -> str:
+    """Text the server cut may end inside a card number, whose first 12-18 digits no redaction
+    rule can recognise once its last ones (and with them the Luhn check) are gone: the digits at
+    the cut are dropped."""
+    return _CUT_DIGITS.sub("…", text) if cut else text
+
+
+def app_name(name: str) -> str:
+    return uncut(name, len(name.encode()) >= NAME_CUT_BYTES)
+
+
 def _session(row: tuple[Any, ...], blocked_by: tuple[int, ...] = ()) -> Session:
-    pid, age, state, app, wait, query = row[:6]
-    return Session(int(pid), float(age or 0.0), state, app, wait, query, blocked_by)
+    pid, age, state, app, wait, query, cut = row[:7]
+    return Session(
+        int(pid), float(age or 0.0), state, app_name(app), wait, uncut(query, bool(cut)), blocked_by
+    )
 
 
 class Postgres:
@@ -332,7 +354,7 @@ class Postgres:
                 longest_query=_session(longest[0]) if longest else None,
                 size_bytes=int(size),
                 replicas=tuple(
-                    Replica(name, addr, state, sync, lag, None if behind is None else int(behind))
+                    Replica(app_name(name), addr, state, sync, lag, None if behind is None else int(behind))
                     for name, addr, state, sync, lag, behind in replicas
                 ),
             )
@@ -393,10 +415,12 @@ class Postgres:
             return Activity(
                 database=database,
                 sessions=int(groups[0][6]) if groups else 0,
-                groups=tuple(SessionGroup(a, s, w, int(n), float(o or 0)) for a, s, w, n, o, _, _ in groups),
+                groups=tuple(
+                    SessionGroup(app_name(a), s, w, int(n), float(o or 0)) for a, s, w, n, o, _, _ in groups
+                ),
                 group_count=int(groups[0][5]) if groups else 0,
-                involved=tuple(_session(r, tuple(int(p) for p in r[6])) for r in involved),
-                involved_count=int(involved[0][7]) if involved else 0,
+                involved=tuple(_session(r, tuple(int(p) for p in r[7])) for r in involved),
+                involved_count=int(involved[0][8]) if involved else 0,
                 longest=tuple(_session(r) for r in longest),
             )
 
