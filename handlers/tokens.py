@@ -19,7 +19,9 @@ from handlers.registry import Usage, command, no_args, shown
 
 MAX_ID = 128
 SHOWN_PREFIX = 8  # characters of a token ID an answer shows: enough to recognise, not to reuse
-_TOKEN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+_TOKEN_ID = re.compile(r"[A-Za-z0-9._-]+")
+# A whole JWT (base64url header `{"…` . payload . signature) holds only characters an ID may hold.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _GLOB = set("*?[]\\")
 
 
@@ -55,14 +57,20 @@ def token_id(args: list[str], command_name: str) -> str:
     if len(args) > 1:
         raise Usage("A token ID has no spaces: give exactly one ID. Nothing was looked up.", command_name)
     word = args[0]
+    if _JWT.fullmatch(word):
+        raise Usage(
+            "That is a whole JWT, not its ID: give its `jti` claim. Nothing was looked up. "
+            "A JWT is a credential: one pasted in chat should be revoked.",
+            command_name,
+        )
     if len(word) > MAX_ID:
         raise Usage(
             f"A token ID is at most {MAX_ID} characters; that one has {len(word):,}. Nothing was looked up.",
             command_name,
         )
-    if not _TOKEN_ID.match(word):
+    if not _TOKEN_ID.fullmatch(word):
         bad = sorted({c for c in word if not (c.isascii() and (c.isalnum() or c in "._-"))})
-        what = " ".join(f"`{shown(c)}`" for c in bad[:5])
+        what = " ".join(_char(c) for c in bad[:5])
         glob = " (no wildcards: `check` looks up one exact token)" if _GLOB & set(bad) else ""
         raise Usage(
             f"A token ID holds only letters, digits, `.`, `_` and `-`; that one has {what}{glob}. "
@@ -70,6 +78,11 @@ def token_id(args: list[str], command_name: str) -> str:
             command_name,
         )
     return word
+
+
+def _char(c: str) -> str:
+    """A refused character; beyond ASCII with its code point: `і` (U+0456) alone looks like `i`."""
+    return f"`{shown(c)}`" if c.isascii() else f"`{shown(c)}` (U+{ord(c):04X})"
 
 
 def _parse_check(args: list[str], catalog: Catalog) -> TokenCheck:
