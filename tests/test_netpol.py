@@ -9,8 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from bot.domain import netpol
+from sandbox.seed import with_services
 
 NS = "payflow"
 
@@ -122,3 +124,134 @@ def test_policy_types_default_as_kubernetes_says():
     found = netpol.direction([egress_only], pods, "Egress")
     assert (found.denied_pods, found.covered, found.describe(2)) == (2, False, "deny all (p)")
     assert netpol.direction([egress_only], pods, "Ingress").describe(2) == "none: not isolated"
+
+
+# --- red team ----------------------------------------------------------------------------------
+
+
+def _create(k8s_view, body: dict) -> None:
+    k8s_view.net.create_namespaced_network_policy(NS, body, _request_timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("selector", "said"),
+    [
+        (
+            {"matchExpressions": [{"key": "app", "operator": "In"}]},
+            "spec.podSelector.matchExpressions[0].values: Required value: must be specified when "
+            "`operator` is 'In' or 'NotIn'",
+        ),
+        (
+            {"matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]},
+            "spec.podSelector.matchExpressions[0].values: Forbidden",
+        ),
+        (
+            {"matchExpressions": [{"key": "app", "operator": "Matches", "values": ["wallet.*"]}]},
+            'spec.podSelector.matchExpressions[0].operator: Invalid value: "Matches": not a valid selector '
+            "operator",
+        ),
+    ],
+)
+def test_a_malformed_selector_is_refused_as_kubernetes_refuses_it(chat, k8s_view, selector, said):
+    """The sandbox stored selectors kube-apiserver refuses, so `netpol` was shown cluster states
+    that cannot exist (the bot reads such a requirement as matching nothing)."""
+    before = chat.run("netpol").all_text()
+    with pytest.raises(ApiException) as err:
+        _create(k8s_view, _policy("odd-selector", selector))
+    assert err.value.status == 422 and said in json.loads(err.value.body)["message"]
+    peer = _policy("odd-peer", {"matchLabels": {"app": "x"}})
+    peer["spec"]["ingress"] = [{"from": [{"namespaceSelector": selector}]}]
+    with pytest.raises(ApiException) as err:
+        _create(k8s_view, peer)
+    assert (
+        err.value.status == 422
+        and "spec.ingress[0].from[0].namespaceSelector.matchExpressions" in err.value.body
+    )
+    assert chat.run("netpol").all_text().count("odd-") == before.count("odd-") == 0
+
+
+def test_peers_that_allow_everyone_are_not_counted_as_isolation(chat, k8s_view, catalog):
+    """A rule without peers and ports, `namespaceSelector: {}` or ipBlock 0.0.0.0/0 lets every
+    source in: the pods are isolated only in name."""
+    last = list(catalog.services)[-1]
+    everyone = [
+        {},
+        {"from": [{"namespaceSelector": {}}]},
+        {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]},
+    ]
+    for i, rule in enumerate(everyone):
+        body = {
+            "metadata": {"name": f"open-{i}"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": last}},
+                "policyTypes": ["Ingress"],
+                "ingress": [rule],
+            },
+        }
+        _create(k8s_view, body)
+        rows = [r for r in _rows(chat.run(f"netpol {last}").posts[0]) if r.split()[2] != "0"]
+        assert rows and all(f"open to all (open-{i})" in r for r in rows), rows
+        k8s_view.net.delete_namespaced_network_policy(f"open-{i}", NS, _request_timeout=5)
+    # an ipBlock with exceptions, or a namespaceSelector that selects, is a real allow-list
+    narrow = {
+        "metadata": {"name": "narrow"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": last}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {"team": "pay"}}}]},
+            ],
+        },
+    }
+    _create(k8s_view, narrow)
+    rows = [r for r in _rows(chat.run(f"netpol {last}").posts[0]) if r.split()[2] != "0"]
+    assert rows and all("narrow" in r and "open to all" not in r for r in rows)
+
+
+def test_empty_selector_egress_only_denies_egress_for_every_pod(chat, k8s_view):
+    body = {"metadata": {"name": "deny-egress"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+    _create(k8s_view, body)
+    answer = chat.run("netpol wallet-service")
+    rows = [r for r in _rows(answer.posts[0]) if r.split()[2] != "0"]
+    assert rows and all("wallet-service-allow-egress" in r for r in rows)
+    assert "Default deny (ingress): `default-deny-ingress`" in answer.all_text()  # not deny-egress
+
+
+def test_a_policy_name_with_a_card_and_labels_with_mentions_reach_no_one(chat, k8s_view, catalog):
+    last = list(catalog.services)[-1]
+    body = _policy("pci-4111111111111111", {"matchLabels": {"app": last}})
+    _create(k8s_view, body)
+    _create(k8s_view, _policy("mention", {"matchLabels": {"app": "<!channel>", "card": "4111111111111111"}}))
+    text = chat.run("netpol").all_text()
+    assert "4111111111111111" not in text and "<!channel>" not in text
+    assert "pci-[REDACTED card]" in text
+
+
+class TestAThousandServices:
+    """2,000 service colors: the message stays within Slack's per-block limits (the stand-in
+    refuses more), says what it leaves out, and the full table goes in the file."""
+
+    @pytest.fixture
+    def catalog(self, catalog):
+        return with_services(catalog, 1000)
+
+    def test_netpol_fits_and_accounts_for_every_service(self, chat, k8s_view, slack, catalog):
+        for n in range(1, 13):  # twelve services lose their ingress allow-list: more gaps than named
+            k8s_view.net.delete_namespaced_network_policy(f"svc-{n:04}-allow-ingress", NS, _request_timeout=5)
+        answer = chat.run("netpol")
+        [post] = answer.posts
+        blocks = post["blocks"] if isinstance(post["blocks"], list) else json.loads(post["blocks"])
+        assert len(blocks) <= 50
+        for b in blocks:
+            if b.get("type") == "section":
+                assert len(b["text"]["text"]) <= 3000
+        text = answer.all_text()
+        assert "Not isolated or allowed nothing: *svc-0" in text and "…and 3 more" in text
+        assert "13 of 2000 service colors shown; the full table of all 2000 is in the file" in text
+        [content] = slack.uploads.values()
+        rows = content.decode().splitlines()
+        assert len(rows) == 2 * 1000 + 1
+        assert {r.split()[0] for r in rows[1:]} == set(catalog.services)
+        [entry] = chat.audit()
+        assert (entry.action, entry.outcome) == ("netpol", "ok")

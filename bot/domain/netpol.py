@@ -6,7 +6,9 @@ A policy selects a pod of its namespace when its `podSelector` matches the pod's
 Its directions are its `policyTypes`; when those are absent (an object written before the API
 server defaulted them), Ingress always and Egress only if it has egress rules. A pod selected in a
 direction is isolated there: only what some selecting policy's rules allow gets through, so a
-direction whose selecting policies carry no rules is "deny all".
+direction whose selecting policies carry no rules is "deny all". A rule that lets every source
+in (no peers and no ports, `namespaceSelector: {}`, ipBlock 0.0.0.0/0 without exceptions) makes
+the isolation one in name only: those pods are "open to all".
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Policy:
     selector: Mapping[str, Any]
     types: frozenset[str]
     rules: Mapping[str, int]  # direction -> number of rules (0: the direction is denied entirely)
+    open_to_all: frozenset[str] = frozenset()  # directions in which some rule lets everything through
 
     @property
     def selects_all(self) -> bool:
@@ -61,6 +64,37 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
     return all(requirement_holds(e, labels) for e in selector.get("matchExpressions") or [])
 
 
+_EVERYWHERE = ("0.0.0.0/0", "::/0")
+
+
+def _peer_is_everyone(peer: Any) -> bool:
+    if not isinstance(peer, Mapping):
+        return False
+    block = peer.get("ipBlock")
+    if isinstance(block, Mapping):
+        return block.get("cidr") in _EVERYWHERE and not block.get("except")
+    namespaces = peer.get("namespaceSelector")
+    return (
+        namespaces is not None
+        and not _selects_by_something(namespaces)
+        and not _selects_by_something(peer.get("podSelector"))
+    )
+
+
+def _selects_by_something(selector: Any) -> bool:
+    return isinstance(selector, Mapping) and bool(
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    )
+
+
+def _rule_is_open(rule: Any, peers: str) -> bool:
+    """Every source (or destination) on every port: no peers and no ports, or a peer that is all."""
+    if not isinstance(rule, Mapping) or rule.get("ports"):
+        return False
+    listed = rule.get(peers) or []
+    return not listed or any(_peer_is_everyone(p) for p in listed)
+
+
 def policy(obj: Mapping[str, Any]) -> Policy:
     """A NetworkPolicy object as read from the API server (raw JSON)."""
     spec = obj.get("spec") or {}
@@ -72,6 +106,11 @@ def policy(obj: Mapping[str, Any]) -> Policy:
         selector=spec.get("podSelector") or {},
         types=frozenset(types),
         rules={INGRESS: len(ingress), EGRESS: len(egress)},
+        open_to_all=frozenset(
+            d
+            for d, rules, peers in ((INGRESS, ingress, "from"), (EGRESS, egress, "to"))
+            if any(_rule_is_open(r, peers) for r in rules)
+        ),
     )
 
 
@@ -84,17 +123,26 @@ class Direction:
     deny_all: tuple[str, ...]  # selecting policies without rules (isolate, allow nothing)
     open_pods: int
     denied_pods: int
+    wide: tuple[str, ...] = ()  # selecting policies with a rule open to everything
+    wide_pods: int = 0  # pods isolated only in name: some selecting policy lets everything through
 
     @property
     def covered(self) -> bool:
         """Every pod isolated and allowed something: what an allow-list policy set looks like."""
-        return self.open_pods == 0 and self.denied_pods == 0 and bool(self.policies)
+        return self.open_pods == 0 and self.denied_pods == 0 and self.wide_pods == 0 and bool(self.policies)
 
     def describe(self, pods: int) -> str:
         if self.open_pods == pods:
             return "none: not isolated"
         if self.open_pods:
             return f"none for {self.open_pods} of {pods} pods"
+        if self.wide_pods:
+            names = ", ".join(self.wide)
+            return (
+                f"open to all ({names})"
+                if self.wide_pods == pods
+                else f"open to all for {self.wide_pods} of {pods} pods ({names})"
+            )
         if self.denied_pods:
             deny = ", ".join(self.deny_all)
             return (
@@ -109,16 +157,28 @@ def direction(policies: Iterable[Policy], pods: list[Mapping[str, str]], kind: s
     """How the pods (their labels) are covered in `kind` (Ingress or Egress)."""
     allowing: set[str] = set()
     denying: set[str] = set()
-    open_pods = denied_pods = 0
+    wide: set[str] = set()
+    open_pods = denied_pods = wide_pods = 0
     relevant = [p for p in policies if kind in p.types]
     for labels in pods:
         picked = [p for p in relevant if selects(p.selector, labels)]
         allows = {p.name for p in picked if p.rules[kind]}
         denies = {p.name for p in picked if not p.rules[kind]}
+        everything = {p.name for p in picked if kind in p.open_to_all}
         allowing |= allows
         denying |= denies
+        wide |= everything
         if not picked:
             open_pods += 1
+        elif everything:
+            wide_pods += 1
         elif not allows:
             denied_pods += 1
-    return Direction(tuple(sorted(allowing)), tuple(sorted(denying)), open_pods, denied_pods)
+    return Direction(
+        tuple(sorted(allowing)),
+        tuple(sorted(denying)),
+        open_pods,
+        denied_pods,
+        tuple(sorted(wide)),
+        wide_pods,
+    )

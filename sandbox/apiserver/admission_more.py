@@ -188,9 +188,28 @@ def _validate_schedule(schedule: Any, invalid: Any) -> None:
         raise invalid("spec.schedule", f'Invalid value: "{schedule}": failed to parse int from {bad}')
 
 
+def _validate_selector(selector: Any, where: str, invalid: Any) -> None:
+    """A LabelSelector's requirements as kube-apiserver checks them (ValidateLabelSelector)."""
+    for i, expr in enumerate((selector or {}).get("matchExpressions") or []):
+        op, values = expr.get("operator"), expr.get("values") or []
+        at = f"{where}.matchExpressions[{i}]"
+        if op in ("In", "NotIn") and not values:
+            raise invalid(
+                f"{at}.values", "Required value: must be specified when `operator` is 'In' or 'NotIn'"
+            )
+        if op in ("Exists", "DoesNotExist") and values:
+            raise invalid(
+                f"{at}.values",
+                "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise invalid(f"{at}.operator", f'Invalid value: "{op}": not a valid selector operator')
+
+
 def _validate_network_policy(spec: Any, invalid: Any) -> None:
     if not isinstance(spec, dict) or not isinstance(spec.get("podSelector"), dict):
         raise invalid("spec.podSelector", "Required value")
+    _validate_selector(spec["podSelector"], "spec.podSelector", invalid)
     for i, kind in enumerate(spec.get("policyTypes") or []):
         if kind not in ("Ingress", "Egress"):
             raise invalid(
@@ -214,3 +233,5 @@ def _validate_network_policy(spec: Any, invalid: Any) -> None:
                         f"spec.{direction}[{i}].{peers}[{j}]",
                         "Required value: must specify a peer",
                     )
+                for key in ("podSelector", "namespaceSelector"):
+                    _validate_selector(peer.get(key), f"spec.{direction}[{i}].{peers}[{j}].{key}", invalid)
