@@ -356,6 +356,7 @@ def test_many_session_groups_and_a_100_kb_statement_stay_within_slacks_limits(
             conn.close()
 
     [reply] = activity.replies
+    assert reply["response_type"] == "ephemeral"
     text = body(activity)
     assert re.search(r"Client sessions: \*3\d\*", text)
     assert "the 30 largest of" in text  # the cut is said, not silent
