@@ -129,10 +129,42 @@ def _json_list(value: Any, error: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise _SlackError(error)
     if error == "invalid_blocks" and (
-        len(value) > MAX_BLOCKS or not all(isinstance(b.get("type"), str) for b in value)
+        len(value) > MAX_BLOCKS
+        or not all(isinstance(b.get("type"), str) for b in value)
+        or any(_block_too_big(b) for b in value)
     ):
         raise _SlackError(error)
     return value
+
+
+# Per-block limits Slack enforces (Block Kit reference): a message breaking any is refused whole.
+SECTION_TEXT = 3000
+SECTION_FIELDS, FIELD_TEXT = 10, 2000
+HEADER_TEXT = 150
+CONTEXT_ELEMENTS = 10
+ACTIONS_ELEMENTS = 25
+
+
+def _text_of(obj: Any) -> str:
+    return obj.get("text", "") if isinstance(obj, dict) and isinstance(obj.get("text"), str) else ""
+
+
+def _block_too_big(block: Mapping[str, Any]) -> bool:
+    kind = block.get("type")
+    if kind == "section":
+        fields = block.get("fields") or []
+        return (
+            len(_text_of(block.get("text"))) > SECTION_TEXT
+            or len(fields) > SECTION_FIELDS
+            or any(len(_text_of(f)) > FIELD_TEXT for f in fields)
+        )
+    if kind == "header":
+        return len(_text_of(block.get("text"))) > HEADER_TEXT
+    if kind == "context":
+        return len(block.get("elements") or []) > CONTEXT_ELEMENTS
+    if kind == "actions":
+        return len(block.get("elements") or []) > ACTIONS_ELEMENTS
+    return False
 
 
 def _mime(content_type: str) -> str:

@@ -271,3 +271,23 @@ def test_reset_clears_records(client: WebClient, stub: SlackApiStub) -> None:
     stub.reset()
 
     assert stub.calls == [] and stub.messages() == [] and stub.responses == [] and stub.uploads == {}
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]},
+        {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}] * 11},
+    ],
+)
+def test_blocks_over_slacks_per_block_limits_are_refused_like_slack(client: WebClient, block) -> None:
+    """A message with one block over its limit is refused whole (invalid_blocks), as Slack does,
+    so a view that would break in Slack breaks in the tests too."""
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C0OPS", text="t", blocks=[block])
+    assert refused.value.response["error"] == "invalid_blocks"
+    limit = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}}
+    assert client.chat_postMessage(channel="C0OPS", text="t", blocks=[limit])["ok"] is True
