@@ -96,6 +96,8 @@ def test_the_built_in_catalog_has_the_guides_digests_and_dependencies():
     assert [(d.name, d.kind, d.cron) for d in catalog.digests] == [
         ("daily-checklist", "health", "0 9 * * *"),
         ("hourly-errors", "errors", "0 * * * *"),
+        ("weekly-review", "weekly", "0 9 * * 1"),  # the guide's weekly checklist, Mondays
+        ("monthly-review", "monthly", "0 9 1 * *"),  # and its monthly one, on the 1st
     ]
     assert {n: d.check for n, d in catalog.dependencies.items()} == {
         "postgres": "min(pg_up)",

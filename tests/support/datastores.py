@@ -70,7 +70,9 @@ def blacklist_redis() -> Iterator[BlacklistRedis]:
     with server:
         client = server.client()
         try:
-            blacklist = fill_blacklist(client, BLACKLIST_KEYS)
+            # no key may expire during the session (tests count all of them, and a full run
+            # takes minutes): TTLs from 4 h, still spread over 6 h
+            blacklist = fill_blacklist(client, BLACKLIST_KEYS, min_ttl=4 * 3600, max_ttl=10 * 3600)
         finally:
             client.close()
         yield BlacklistRedis(server, blacklist)
