@@ -9,10 +9,13 @@ sessions' statements with their literals, so it answers only the asker.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bot.base.mrkdwn import escape
 from bot.base.redact import redact
+from bot.base.refused import Unavailable
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone
@@ -35,26 +38,35 @@ QUERY_IN_TABLE = 160  # in a table cell (the message cuts cells further; a file 
 QUERY_IN_ACTIVITY = 100
 CROWDED = 0.8  # connections in use, of max_connections, that make the overview a warning
 README = "README → *PostgreSQL*"
+T = TypeVar("T")
 
 
-def not_configured(ctx: Context) -> Reply:
-    setting = ctx.catalog.data.postgres.url_setting
-    text = (
-        f"PostgreSQL is not configured: set `{setting}` to a connection string for the bot's own "
-        f"role `payflow_bot` (postgresql://payflow_bot:…@host:5432/payflow), created by "
-        f"deploy/sql/payflow-bot.sql ({README})."
-    )
-    return Reply(Notice(text, Tone.WARNING), detail=f"{setting} not set", outcome="failed")
+def postgres(ctx: Context) -> Postgres:
+    """The gateway, or `Unavailable` naming the setting to set and the role to create."""
+    pg = ctx.deps.postgres
+    if pg is None:
+        setting = ctx.catalog.data.postgres.url_setting
+        raise Unavailable(
+            f"PostgreSQL is not configured: set `{setting}` to a connection string for the bot's own "
+            f"role `payflow_bot` (postgresql://payflow_bot:…@host:5432/payflow), created by "
+            f"deploy/sql/payflow-bot.sql ({README}).",
+            detail=f"{setting} not set",
+            configured=False,
+        )
+    return pg
 
 
-def failed(exc: PostgresError) -> Reply:
-    """Unreachable, past the deadline or refused: said as such, never a traceback."""
-    text = f"{exc}. Nothing was read." if isinstance(exc, PostgresUnavailable) else f"{exc}."
-    return Reply(Notice(escape(text[:1].upper() + text[1:]), Tone.ERROR), detail=str(exc), outcome="failed")
-
-
-def gateway(ctx: Context) -> Postgres | None:
-    return ctx.deps.postgres
+async def read(ctx: Context, call: Callable[[Postgres], Awaitable[T]]) -> T:
+    """The one way a command reads PostgreSQL: not configured, unreachable, past the deadline or
+    refused is said as such (`Unavailable`, audited as failed), never a traceback."""
+    pg = postgres(ctx)
+    try:
+        return await call(pg)
+    except StatementsMissing:
+        raise
+    except PostgresError as exc:
+        text = f"{exc}. Nothing was read." if isinstance(exc, PostgresUnavailable) else f"{exc}."
+        raise Unavailable(escape(text[:1].upper() + text[1:]), detail=str(exc)) from None
 
 
 def statement_text(raw: str, limit: int) -> str:
@@ -187,13 +199,7 @@ def overview_report(o: Overview) -> Report:
     parse=_parse_overview,
 )
 async def db_overview(cmd: DbOverview, ctx: Context) -> Reply:
-    pg = gateway(ctx)
-    if pg is None:
-        return not_configured(ctx)
-    try:
-        o = await pg.overview()
-    except PostgresError as exc:
-        return failed(exc)
+    o = await read(ctx, lambda pg: pg.overview())
     detail = f"{o.connected} of {o.max_connections} connections, {o.waiting} waiting"
     return Reply(overview_report(o), public=True, detail=detail)
 
@@ -270,15 +276,10 @@ def slow_report(s: SlowStatements, limit: int) -> Report:
     parse=_parse_slow,
 )
 async def db_slow(cmd: DbSlow, ctx: Context) -> Reply:
-    pg = gateway(ctx)
-    if pg is None:
-        return not_configured(ctx)
     try:
-        found = await pg.slow_statements(cmd.limit)
+        found = await read(ctx, lambda pg: pg.slow_statements(cmd.limit))
     except StatementsMissing as exc:
         return Reply(Notice(how_to_enable(exc), Tone.WARNING), detail=str(exc), outcome="failed")
-    except PostgresError as exc:
-        return failed(exc)
     detail = f"{len(found.statements)} of {found.tracked} statements"
     return Reply(slow_report(found, cmd.limit), public=True, detail=detail)
 
@@ -359,12 +360,6 @@ def activity_report(a: Activity) -> Report:
     parse=_parse_activity,
 )
 async def db_activity(cmd: DbActivity, ctx: Context) -> Reply:
-    pg = gateway(ctx)
-    if pg is None:
-        return not_configured(ctx)
-    try:
-        found = await pg.activity()
-    except PostgresError as exc:
-        return failed(exc)
+    found = await read(ctx, lambda pg: pg.activity())
     detail = f"{found.sessions} sessions, {len([s for s in found.involved if s.blocked_by])} blocked"
     return Reply(activity_report(found), public=False, detail=detail)

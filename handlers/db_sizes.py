@@ -9,9 +9,9 @@ from bot.base.mrkdwn import escape
 from bot.base.roles import Role
 from bot.config.catalog import Catalog
 from bot.domain.views import Reply, Report, Table
-from bot.gateways.postgres import PostgresError, TableSizes
+from bot.gateways.postgres import TableSizes
 from handlers.base import Context
-from handlers.db import failed, gateway, not_configured, size_text
+from handlers.db import read, size_text
 from handlers.registry import command, count_arg
 
 SIZES_DEFAULT, SIZES_MOST = 10, 50
@@ -65,11 +65,5 @@ def sizes_report(found: TableSizes) -> Report:
     parse=_parse,
 )
 async def db_sizes(cmd: DbSizes, ctx: Context) -> Reply:
-    pg = gateway(ctx)
-    if pg is None:
-        return not_configured(ctx)
-    try:
-        found = await pg.table_sizes(cmd.limit)
-    except PostgresError as exc:
-        return failed(exc)
+    found = await read(ctx, lambda pg: pg.table_sizes(cmd.limit))
     return Reply(sizes_report(found), public=True, detail=f"{len(found.tables)} of {found.count} tables")

@@ -15,8 +15,9 @@ from bot.domain.gate import user_unlock
 from bot.domain.gate.engine import Gate
 from bot.domain.gate.messages import who
 from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone
-from bot.gateways.postgres import Postgres, PostgresError, PostgresUnavailable
+from bot.gateways.postgres import PostgresError, PostgresUnavailable
 from handlers.base import Context, Refused
+from handlers.db import postgres, read
 from handlers.registry import Usage, command, count_arg, reason_text, shown
 
 DEFAULT_LOCKED = 20
@@ -53,17 +54,6 @@ def _parse_unlock(args: list[str], catalog: Catalog) -> UnlockUser:
     return UnlockUser(email, mask_emails(reason_text(args[1:], "users unlock")))
 
 
-def _postgres(ctx: Context) -> Postgres:
-    pg = ctx.deps.postgres
-    if pg is None:
-        setting = ctx.catalog.data.postgres.url_setting
-        raise Refused(
-            f"PostgreSQL is not configured: set {setting} to a DSN for the bot's monitoring role "
-            "(README, *PostgreSQL*)."
-        )
-    return pg
-
-
 def _until(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -82,13 +72,8 @@ def _in(at: datetime) -> str:
     parse=_parse_locked,
 )
 async def users_locked(cmd: LockedUsers, ctx: Context) -> Reply:
-    pg = _postgres(ctx)
-    try:
-        locked = await pg.locked_users(cmd.limit, table=ctx.catalog.data.postgres.users_table)
-    except PostgresUnavailable as exc:
-        raise Refused(f"PostgreSQL did not answer: {exc}. Nothing was read.") from None
-    except PostgresError as exc:
-        raise Refused(f"PostgreSQL refused the read: {exc}.") from None
+    users_table = ctx.catalog.data.postgres.users_table
+    locked = await read(ctx, lambda pg: pg.locked_users(cmd.limit, table=users_table))
     shown_rows = len(locked.users)
     facts = Facts((("Locked now", str(locked.total)),))
     rows = tuple(
@@ -126,7 +111,7 @@ async def users_locked(cmd: LockedUsers, ctx: Context) -> Reply:
     parse=_parse_unlock,
 )
 async def users_unlock(cmd: UnlockUser, ctx: Context) -> Reply:
-    _postgres(ctx)
+    postgres(ctx)  # not configured: said before anything else
     gate = Gate(ctx.deps)
     holder = await gate.records.holder(user_unlock.lock_subject(cmd.email))
     if holder and holder.in_flight:

@@ -116,3 +116,33 @@ def redis_command(port: int, directory: Path) -> list[str]:
     """A throw-away redis-server that keeps nothing on disk."""
     binary = shutil.which("redis-server") or "redis-server"
     return [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(directory)]
+
+
+class LocalServer:
+    """What every private server started here shares (PostgreSQL, RabbitMQ, Redis, Prometheus):
+    `with` starts it, and closes it — also when the start fails half-way, so no process or
+    directory is left behind — and its log's tail explains a start that failed."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 15) -> str:
+        path = getattr(self, "log_path", None)  # an attribute or a property of the server
+        try:
+            text = Path(path).read_text(errors="replace") if path else ""
+        except OSError:
+            text = ""
+        return "log tail:\n" + "\n".join(text.splitlines()[-lines:]) if text else "no log"
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

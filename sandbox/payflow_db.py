@@ -15,13 +15,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import psycopg
 from psycopg import sql
 
-from sandbox.local import ROOT
+from sandbox.local import ROOT, LocalServer
 from sandbox.postgres import PostgresServer
 
 __all__ = [
@@ -162,7 +161,7 @@ def run_slow_statements(conn: psycopg.Connection[Any], repeat: int = 2) -> None:
             conn.execute(statement)
 
 
-class PayflowDatabase:
+class PayflowDatabase(LocalServer):
     """A started private PostgreSQL holding a seeded PayFlow database and the bot's role.
 
     `admin_dsn` is the superuser (`payflow`, random password); `bot_dsn` logs in as `payflow_bot`
@@ -213,15 +212,3 @@ class PayflowDatabase:
 
     def close(self) -> None:
         self.server.close()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -26,14 +26,13 @@ import subprocess
 import tempfile
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from sandbox.local import free_port
+from sandbox.local import LocalServer, free_port
 
 __all__ = ["INSTALL_HINT", "PostgresServer", "PostgresServerMissing", "find_bindir"]
 
@@ -82,7 +81,7 @@ def find_bindir() -> Path:
     raise PostgresServerMissing(INSTALL_HINT)
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One throw-away cluster. `superuser` owns the cluster and the `database` created at start;
     its password is random and only in `dsn()`. TCP logins need the password (scram), as in
     production; the unix socket (in the private directory) trusts the OS user that owns it."""
@@ -195,25 +194,6 @@ class PostgresServer:
     def close(self) -> None:
         """Stop the server and remove its directory."""
         self._finalizer()
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "no log"
-        return "log tail:\n" + "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PostgresServer {self.host}:{self.port} {'running' if self.running else 'stopped'}>"

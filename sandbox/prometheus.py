@@ -13,14 +13,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Self, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
-from sandbox.local import free_port
+from sandbox.local import LocalServer, free_port
 
 if TYPE_CHECKING:
     from sandbox.apiserver.server import SandboxServer
@@ -35,7 +34,7 @@ def available() -> bool:
     return shutil.which("prometheus") is not None and shutil.which("promtool") is not None
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
     def __init__(
         self,
         targets: list[str] | tuple[str, ...] = (),
@@ -177,14 +176,6 @@ class PrometheusServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def alert_rules(error_ratio: float) -> dict:

@@ -28,13 +28,12 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
 
-from sandbox.local import free_port, wait_until
+from sandbox.local import LocalServer, free_port, wait_until
 
 __all__ = ["INSTALL_HINT", "RabbitNode", "RabbitServerMissing", "find_rabbit_bindir"]
 
@@ -60,7 +59,7 @@ def find_rabbit_bindir() -> Path:
     raise RabbitServerMissing(INSTALL_HINT)
 
 
-class RabbitNode:
+class RabbitNode(LocalServer):
     """One throw-away RabbitMQ node. The admin (`payflow-admin`, random password) is created by
     the node itself on first boot (`default_user`), with full rights on the `payflow` vhost; the
     monitoring user is added through the management API once the node answers."""
@@ -230,25 +229,6 @@ class RabbitNode:
     def close(self) -> None:
         """Stop the node and remove its directory."""
         self._finalizer()
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "no log"
-        return "log tail:\n" + "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<RabbitNode {self.nodename} amqp={self.amqp_port} http={self.management_port}>"

@@ -21,13 +21,12 @@ import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
 import redis
 
-from sandbox.local import free_port, wait_until
+from sandbox.local import LocalServer, free_port, wait_until
 
 __all__ = ["RedisServer", "RedisServerMissing", "find_redis_server"]
 
@@ -50,7 +49,7 @@ def find_redis_server() -> str:
     raise RedisServerMissing(_INSTALL_HINT)
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     """One redis-server subprocess (not daemonised) with no persistence.
 
     ``port`` is chosen once and kept, so `stop` then `start` brings the server back where
@@ -112,7 +111,7 @@ class RedisServer:
                 return self
             except _PortTaken:
                 if self._fixed_port or attempt == 4:
-                    raise RuntimeError(f"port {self.port} is in use; {self._log_tail()}") from None
+                    raise RuntimeError(f"port {self.port} is in use; {self.log_tail()}") from None
                 self.port = free_port(self.host)  # lost a race for the free port; pick another
         raise AssertionError("unreachable")
 
@@ -136,7 +135,7 @@ class RedisServer:
 
         def answers() -> bool:
             if proc.poll() is not None:
-                tail = self._log_tail()
+                tail = self.log_tail()
                 self._handle.proc = None
                 if "Address already in use" in tail:
                     raise _PortTaken
@@ -175,24 +174,9 @@ class RedisServer:
         """A synchronous client for test set-up and inspection."""
         return redis.Redis.from_url(self.url, decode_responses=True, **kwargs)
 
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "no log"
-        return "log tail:\n" + "\n".join(text.splitlines()[-lines:])
-
     def close(self) -> None:
         """Stop the server and remove its directory."""
         self._finalizer()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

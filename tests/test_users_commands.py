@@ -188,7 +188,7 @@ def test_without_a_database_the_answer_says_what_to_set(settings: Settings, cata
         chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("cmd")))
         for text in ("users locked", f"users unlock {LOCKED} SUP-1"):
             answer = chat.run(text, user="alice")
-            assert "PostgreSQL is not configured: set DATABASE_URL" in answer.all_text()
+            assert "PostgreSQL is not configured: set `DATABASE_URL`" in answer.all_text()
         assert chat.messages(APPROVALS) == []
     finally:
         server.stop()

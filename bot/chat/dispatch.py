@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.base.messages import MessageRef
+from bot.base.refused import Unavailable
 from bot.base.roles import Role
 from bot.base.telemetry import Telemetry
 from bot.chat.blocks import Message, render
@@ -185,6 +186,9 @@ class Dispatcher:
         except Refused as exc:
             outcome, detail = "refused", str(exc)
             reply = Reply(Notice(str(exc), Tone.WARNING))
+        except Unavailable as exc:
+            outcome, detail = "failed", exc.detail
+            reply = Reply(Notice(str(exc), Tone.ERROR if exc.configured else Tone.WARNING))
         except StoreUnavailable as exc:
             log.warning("%s: store unavailable: %s", name, exc)
             outcome, detail = "failed", "store unavailable"
