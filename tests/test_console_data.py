@@ -4,6 +4,7 @@ RabbitMQ in the background, its data commands answer with their figures, and how
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +28,10 @@ START_SECONDS = 120  # three servers on a shared machine; RabbitMQ alone takes 3
 
 
 class RunningConsole:
-    """`payflow-bot console --sandbox` with its own TMPDIR, read line by line as it prints."""
+    """`payflow-bot console --sandbox` with its own TMPDIR, read line by line as it prints
+    (stdout and stderr each drained by a thread: a chatty console never blocks on a full pipe)."""
+
+    started: list[RunningConsole] = []  # killed with all they started when the test ends
 
     def __init__(self, tmpdir: Path) -> None:
         self.tmpdir = tmpdir
@@ -45,13 +50,33 @@ class RunningConsole:
             env={**env, "TMPDIR": str(tmpdir)},
         )
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.errors: list[str] = []
+        self._reader = self._drain(self.proc.stdout, self.lines)
+        self._err_reader = self._drain(self.proc.stderr, self.errors)
+        RunningConsole.started.append(self)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
+    @staticmethod
+    def _drain(stream: Any, into: list[str]) -> threading.Thread:
+        def read() -> None:
+            for line in stream:
+                into.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        return reader
+
+    @property
+    def stderr(self) -> str:
+        self._err_reader.join(10)
+        return "".join(self.errors)
+
+    def kill(self) -> None:
+        """What a failed test leaves: the console and everything it started, killed."""
+        if self.proc.poll() is None:
+            for pid in [*child_pids(self.proc.pid), self.proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
     @property
     def out(self) -> str:
@@ -102,6 +127,12 @@ def tmpdir_for_console() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="payflow-console-test-"))
     path.chmod(0o755)
     yield path
+    for console in RunningConsole.started:
+        console.kill()
+    RunningConsole.started.clear()
+    for leftover in _started_by(path):  # a server a killed console could not stop itself
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(leftover.split()[0]), signal.SIGKILL)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -134,7 +165,7 @@ def test_data_commands_answer_with_the_demo_figures_and_quit_leaves_nothing(tmpd
     at = console.type("/payflow mq")
     console.wait_for("RabbitMQ: 2 of 3 queues need attention", at)
     console.type("/quit")
-    assert console.finish() == 0, console.proc.stderr.read() if console.proc.stderr else ""
+    assert console.finish() == 0, console.stderr
     out = console.out
     assert "Connections:" in out  # the seeded server, read as the bot's role
     assert "Round trip:" in out
@@ -165,7 +196,7 @@ def test_leaving_stops_every_store_even_half_started(tmpdir_for_console, how):
         console.proc.send_signal(signal.SIGINT)
         expected = 130
     assert console.finish() == expected
-    stderr = console.proc.stderr.read() if console.proc.stderr else ""
+    stderr = console.stderr
     assert "Traceback" not in stderr and "Fatal" not in stderr, stderr
     _assert_nothing_left(console, children)
 
