@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import faulthandler
 import logging
 import os
 import re
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -206,7 +209,31 @@ def open_console(
         yield console
 
 
+STOP_SECONDS = 45  # after Ctrl-C, for stopping everything the console started; then it just leaves
+
+
+def _leave_when_stuck() -> None:
+    """Ctrl-C must end the console: stopping what it started gets STOP_SECONDS, then the process
+    says where it was stuck (every thread's stack, on stderr) and exits anyway."""
+
+    def stuck() -> None:
+        print(f"payflow-bot console: still stopping after {STOP_SECONDS} s; leaving", file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(130)
+
+    timer = threading.Timer(STOP_SECONDS, stuck)
+    timer.daemon = True
+    timer.start()
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    _leave_when_stuck()
+    raise KeyboardInterrupt
+
+
 def run_console(*, sandbox: bool, as_user: str | None = None) -> int:
+    # Ctrl-C while starting: unwind as usual, bounded; once running, asyncio's own handler takes over
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
     try:
         with open_console(sandbox=sandbox, user=as_user) as console:
 
@@ -217,7 +244,12 @@ def run_console(*, sandbox: bool, as_user: str | None = None) -> int:
                 finally:
                     await console.runtime.close()
 
-            asyncio.run(main())
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # so asyncio.run installs its own
+            try:
+                asyncio.run(main())
+            except KeyboardInterrupt:
+                _leave_when_stuck()
+                raise
     except ConsoleRefused as exc:  # raised before anything starts
         print(f"payflow-bot console: {exc}", file=sys.stderr)
         return 2
