@@ -24,14 +24,13 @@ from typing import Any
 from bot.base.messages import MessageRef
 from bot.base.redact import clip, redact_lines
 from bot.base.roles import Role
-from bot.config.catalog import Catalog
 from bot.domain import backups
 from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone, View
 from bot.gateways.kube_objects import KubeError, NotFound, Unreachable
 from bot.gateways.slack import SlackError
 from bot.gateways.store import KEEP_TTL, AuditEntry, StoreUnavailable
 from handlers.base import Context, Deps, Refused
-from handlers.registry import at_most, background, command
+from handlers.registry import background, command, takes_nothing
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +44,6 @@ POST_SECONDS = 60.0  # the first lease also covers posting the message (one Slac
 @dataclass(frozen=True)
 class RunJob:
     kind: str  # "postgres" | "drill"
-
-
-def _parser(kind: str) -> Any:
-    def parse(args: list[str], catalog: Catalog) -> RunJob:
-        at_most(args, 0, f"backup {kind}")
-        return RunJob(kind)
-
-    return parse
 
 
 @dataclass(frozen=True)
@@ -414,7 +405,7 @@ async def _run(ctx: Context, kind: str, cronjob: str) -> Reply:
     summary="Run the PostgreSQL backup now (a Job from the backup CronJob) and follow it to the end.",
     role=Role.OPERATOR,
     examples=("/payflow backup postgres",),
-    parse=_parser("postgres"),
+    parse=takes_nothing("backup postgres", RunJob("postgres")),
 )
 async def backup_postgres(cmd: RunJob, ctx: Context) -> Reply:
     return await _run(ctx, "postgres", ctx.catalog.backups.postgres_cronjob)
@@ -425,7 +416,7 @@ async def backup_postgres(cmd: RunJob, ctx: Context) -> Reply:
     summary="Restore the latest dump into a scratch database and compare row counts (never production).",
     role=Role.APPROVER,
     examples=("/payflow backup drill",),
-    parse=_parser("drill"),
+    parse=takes_nothing("backup drill", RunJob("drill")),
 )
 async def backup_drill(cmd: RunJob, ctx: Context) -> Reply:
     return await _run(ctx, "drill", ctx.catalog.backups.drill_cronjob)

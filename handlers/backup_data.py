@@ -22,13 +22,12 @@ import yaml
 
 from bot.base.redact import redact
 from bot.base.roles import Role
-from bot.config.catalog import Catalog
 from bot.domain.backups import age_text
 from bot.domain.views import Facts, Notice, Reply, Report, Text, Tone
 from bot.gateways.payflow_redis import PayflowRedis, PayflowRedisError, Persistence
 from bot.gateways.slack import SlackError
 from handlers.base import Context, Refused
-from handlers.registry import at_most, command
+from handlers.registry import command, takes_nothing
 
 REDIS_WAIT_SECONDS = 60.0  # then "still saving", never "failed"
 REDIS_POLL_SECONDS = 0.2
@@ -50,14 +49,6 @@ BINARY_NOTE = (
 @dataclass(frozen=True)
 class DataBackup:
     kind: str  # "redis" | "config"
-
-
-def _parser(kind: str) -> Any:
-    def parse(args: list[str], catalog: Catalog) -> DataBackup:
-        at_most(args, 0, f"backup {kind}")
-        return DataBackup(kind)
-
-    return parse
 
 
 # --- redis ---------------------------------------------------------------------------------------
@@ -92,7 +83,7 @@ async def _start_save(redis: PayflowRedis, deadline: float) -> tuple[Persistence
     summary="BGSAVE on PayFlow's Redis, and wait until the snapshot is written (LASTSAVE moves).",
     role=Role.OPERATOR,
     examples=("/payflow backup redis",),
-    parse=_parser("redis"),
+    parse=takes_nothing("backup redis", DataBackup("redis")),
     working=lambda cmd: "Asking PayFlow's Redis for a snapshot (BGSAVE)…",
 )
 async def backup_redis(cmd: DataBackup, ctx: Context) -> Reply:
@@ -199,7 +190,7 @@ def clean(config_map: dict[str, Any]) -> dict[str, Any]:
     summary="The namespace's ConfigMaps as one redacted YAML file in this channel (never Secrets).",
     role=Role.OPERATOR,
     examples=("/payflow backup config",),
-    parse=_parser("config"),
+    parse=takes_nothing("backup config", DataBackup("config")),
 )
 async def backup_config(cmd: DataBackup, ctx: Context) -> Reply:
     ns = ctx.kube.namespace

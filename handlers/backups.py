@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.base.roles import Role
-from bot.config.catalog import Catalog
 from bot.domain import backups
 from bot.domain.gate.record import BOT
 from bot.domain.views import Facts, Figure, Reply, Report, Table, Text, Tone
@@ -20,7 +19,7 @@ from bot.gateways.payflow_redis import PayflowRedisError
 from handlers.backup import drill_report
 from handlers.base import Context, Deps
 from handlers.digest_lines import digest_lines
-from handlers.registry import command, no_args
+from handlers.registry import command, takes_nothing
 
 Row = tuple[str, str, str, str, str]
 
@@ -28,11 +27,6 @@ Row = tuple[str, str, str, str, str]
 @dataclass(frozen=True)
 class Backups:
     pass
-
-
-def _parse(args: list[str], catalog: Catalog) -> Backups:
-    no_args(args, catalog, "backups")
-    return Backups()
 
 
 def _age(at: datetime | None, now: datetime) -> float | None:
@@ -148,7 +142,7 @@ async def _drill(ctx: Context, cron: dict[str, Any] | None, jobs: list[dict[str,
     summary="The last good backup of each kind and its age (stale is red), failures, the last restore drill.",
     role=Role.VIEWER,
     examples=("/payflow backups",),
-    parse=_parse,
+    parse=takes_nothing("backups", Backups()),
 )
 async def backups_report(cmd: Backups, ctx: Context) -> Reply:
     state = await _state(ctx)

@@ -30,7 +30,7 @@ from bot.gateways.postgres import (
     StatementsMissing,
 )
 from handlers.base import Context
-from handlers.registry import at_most, command, count_arg
+from handlers.registry import command, count_arg, takes_nothing
 
 SLOW_DEFAULT, SLOW_MOST = 10, 25
 QUERY_IN_FACTS = 120  # characters of a statement shown in a line of facts
@@ -123,11 +123,6 @@ class DbOverview:
     pass
 
 
-def _parse_overview(args: list[str], catalog: Catalog) -> DbOverview:
-    at_most(args, 0, "db")
-    return DbOverview()
-
-
 def overview_report(o: Overview) -> Report:
     crowded = o.connected >= CROWDED * o.max_connections
     states = " · ".join(f"{state} {n}" for state, n in o.connections)
@@ -196,7 +191,7 @@ def overview_report(o: Overview) -> Report:
     "transaction, the longest-running query, database size, replication lag.",
     role=Role.VIEWER,
     examples=("/payflow db",),
-    parse=_parse_overview,
+    parse=takes_nothing("db", DbOverview()),
 )
 async def db_overview(cmd: DbOverview, ctx: Context) -> Reply:
     o = await read(ctx, lambda pg: pg.overview())
@@ -292,11 +287,6 @@ class DbActivity:
     pass
 
 
-def _parse_activity(args: list[str], catalog: Catalog) -> DbActivity:
-    at_most(args, 0, "db activity")
-    return DbActivity()
-
-
 def _involved_lines(a: Activity) -> list[str]:
     if not a.involved:
         return ["No session waits on another session's lock."]
@@ -357,7 +347,7 @@ def activity_report(a: Activity) -> Report:
     "which (pg_blocking_pids); shown only to you.",
     role=Role.OPERATOR,
     examples=("/payflow db activity",),
-    parse=_parse_activity,
+    parse=takes_nothing("db activity", DbActivity()),
 )
 async def db_activity(cmd: DbActivity, ctx: Context) -> Reply:
     found = await read(ctx, lambda pg: pg.activity())

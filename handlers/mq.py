@@ -8,12 +8,11 @@ import asyncio
 from dataclasses import dataclass
 
 from bot.base.roles import Role
-from bot.config.catalog import Catalog
 from bot.config.operations import RabbitMQ as RabbitConf
 from bot.domain.views import Facts, Notice, Reply, Report, Table, Text, Tone
 from bot.gateways.rabbitmq import Overview, Queues, QueueStats, RabbitError
 from handlers.base import Context
-from handlers.registry import command, no_args
+from handlers.registry import command, takes_nothing
 
 COLUMNS = ("queue", "ready", "unacked", "consumers", "publish/s", "deliver/s", "state")
 
@@ -21,11 +20,6 @@ COLUMNS = ("queue", "ready", "unacked", "consumers", "publish/s", "deliver/s", "
 @dataclass(frozen=True)
 class Mq:
     pass
-
-
-def _parse(args: list[str], catalog: Catalog) -> Mq:
-    no_args(args, catalog, "mq")
-    return Mq()
 
 
 def _rate(value: float) -> str:
@@ -96,7 +90,7 @@ def node_facts(overview: Overview) -> tuple[Facts, list[str]]:
     summary="RabbitMQ: is the node up, queue depths, consumers and rates (problems first).",
     role=Role.VIEWER,
     examples=("/payflow mq",),
-    parse=_parse,
+    parse=takes_nothing("mq", Mq()),
 )
 async def mq(cmd: Mq, ctx: Context) -> Reply:
     conf = ctx.catalog.data.rabbitmq

@@ -260,5 +260,11 @@ def reason_text(words: list[str], command: str) -> str:
     return reason
 
 
-def no_args(args: list[str], catalog: Catalog, command: str) -> None:
-    at_most(args, 0, command)
+def takes_nothing(command: str, value: C) -> Callable[[list[str], Catalog], C]:
+    """The parser of a command without arguments: `value`, or a Usage naming any word given."""
+
+    def parse(args: list[str], catalog: Catalog) -> C:
+        at_most(args, 0, command)
+        return value
+
+    return parse

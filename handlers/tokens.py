@@ -15,7 +15,7 @@ from bot.config.catalog import Catalog
 from bot.domain.views import Facts, Notice, Reply, Report, Text, Tone
 from bot.gateways.payflow_redis import KeyCount, PayflowRedis, PayflowRedisError
 from handlers.base import Context
-from handlers.registry import Usage, command, no_args, shown
+from handlers.registry import Usage, command, shown, takes_nothing
 
 MAX_ID = 128
 SHOWN_PREFIX = 8  # characters of a token ID an answer shows: enough to recognise, not to reuse
@@ -34,11 +34,6 @@ class Tokens:
 class TokenCheck:
     token_id: str
     key: str
-
-
-def _parse(args: list[str], catalog: Catalog) -> Tokens:
-    no_args(args, catalog, "tokens")
-    return Tokens()
 
 
 def key_prefix(pattern: str) -> str | None:
@@ -166,7 +161,7 @@ def count_report(found: KeyCount, budget: float) -> Report:
     summary="The JWT blacklist in PayFlow's Redis: how many tokens, their TTL spread (SCAN, never KEYS).",
     role=Role.OPERATOR,
     examples=("/payflow tokens",),
-    parse=_parse,
+    parse=takes_nothing("tokens", Tokens()),
 )
 async def tokens(cmd: Tokens, ctx: Context) -> Reply:
     conf = ctx.catalog.data.redis
