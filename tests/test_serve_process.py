@@ -129,7 +129,8 @@ def test_serve_acks_and_its_worker_does_the_work(serve, slack, k8s_view, redis_s
     # the worker's own counters reach the web process's /metrics
     metrics = lambda: httpx.get(url + "/metrics", timeout=5).text  # noqa: E731
     wait_until(lambda: 'payflow_commands_total{command="scale",outcome="ok"} 1.0' in metrics(), 5, "counters")
-    assert 'payflow_jobs_total{outcome="done"}' in metrics()
+    # they arrive after the job's answer (the worker reports them on its own beat): waited for
+    wait_until(lambda: 'payflow_jobs_total{outcome="done"}' in metrics(), 10, "the worker's job counter")
 
     proc.send_signal(signal.SIGTERM)  # graceful: the worker finishes its jobs and exits with serve
     assert proc.wait(timeout=45) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
