@@ -74,6 +74,31 @@ def test_kubernetes_read_costs_one_attempt(hole: BlackHole, tmp_path: Path) -> N
     assert hole.requests[0].startswith(b"GET /apis/apps/v1/namespaces/payflow/deployments")
 
 
+def test_kubernetes_service_proxy_costs_one_attempt_within_its_deadline(
+    hole: BlackHole, tmp_path: Path
+) -> None:
+    """`/payflow health`'s probes through the API server (aiohttp, not the official client)."""
+    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+
+    async def probe() -> tuple[int, str]:
+        try:
+            return await kube.proxy_get("api-gateway-blue", 8080, "/health", timeout=0.5)
+        finally:
+            await kube.aclose()
+
+    started = time.monotonic()
+    with pytest.raises(Unreachable) as info:
+        asyncio.run(probe())
+    took = time.monotonic() - started
+    assert str(info.value) == "Kubernetes API did not answer within 0.5 s"
+    assert took < 5, "one deadline, not one per phase or per retry"
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(
+        b"GET /api/v1/namespaces/payflow/services/api-gateway-blue:8080/proxy/health"
+    )
+    assert b"authorization: bearer t0ken" in hole.requests[0].lower()
+
+
 def test_kubernetes_write_is_never_resent_and_said_to_be_uncertain(hole: BlackHole, tmp_path: Path) -> None:
     kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
     try:

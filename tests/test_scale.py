@@ -30,6 +30,9 @@ from bot.domain.views import (
 from bot.gateways.healthcheck import probe_many
 from bot.gateways.kube import Kube
 from handlers.status import service_status
+from sandbox.apiserver.http import RequestRecord
+from sandbox.cluster import Cluster
+from sandbox.k8s_api import SandboxServer
 from tests.support.blackhole import BlackHole
 
 N = 1000
@@ -263,12 +266,14 @@ def test_a_probe_that_never_ran_is_not_checked_and_a_deadline_starts_with_its_pr
     assert took < 3.5
 
 
-def test_probes_waiting_for_a_kubernetes_thread_are_not_blamed(catalog: Catalog, kubeconfig: Path, k8s_view):
-    """Through the API server's proxy (the sandbox's way): with the gateway's only thread busy,
-    a probe's clock starts when its request does; one that cannot start in time is not checked."""
-    kube = Kube(
-        Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig))._api, catalog.namespace, workers=1
-    )
+def test_probes_waiting_for_a_connection_are_not_blamed(catalog: Catalog, cluster: Cluster, tmp_path: Path):
+    """Through the API server's proxy (the sandbox's way): with the gateway's only proxy
+    connection held by a slow request (a watch that answers nothing for a while), a probe's clock
+    starts when its request does; one that cannot start in time is never sent, and says so."""
+    record: list[RequestRecord] = []
+    server = SandboxServer(cluster, record=record).start()
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace=catalog.namespace)
+    kube = Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig), proxy_limit=1)
     fast = catalog.model_copy(
         update={
             "environments": {
@@ -281,23 +286,34 @@ def test_probes_waiting_for_a_kubernetes_thread_are_not_blamed(catalog: Catalog,
     )
     targets: list[Any] = [(name, "blue") for name in catalog.services]
 
-    async def busy_then_probe(busy: float, deadline: float) -> list[Any]:
-        blocker = asyncio.get_running_loop().run_in_executor(kube._pool, time.sleep, busy)
-        results = await probe_many(fast, kube, targets, concurrency=4, deadline=deadline)
-        await blocker
-        return results
+    def proxied() -> int:
+        return sum(r.subresource == "proxy" for r in record)
 
-    waited = asyncio.run(busy_then_probe(0.6, 5.0))
+    async def busy_then_probe(busy: int, deadline: float) -> list[Any]:
+        assert kube._http is not None
+        watch = f"/api/v1/namespaces/{catalog.namespace}/services?watch=true&timeoutSeconds={busy}"
+        nothing = "&fieldSelector=metadata.name%3Dno-such-service"  # no event ever: it just waits
+        blocker = asyncio.ensure_future(kube._http.get(watch + nothing, timeout=busy + 2))
+        await asyncio.sleep(0.1)  # the watch holds the only connection
+        try:
+            return await probe_many(fast, kube, targets, concurrency=4, deadline=deadline)
+        finally:
+            assert (await blocker)[0] == 200
+            await kube.aclose()
+
+    waited = asyncio.run(busy_then_probe(1, 5.0))
     for r in waited:
         assert r.ok and r.summary.startswith("/health 200 v1.0.0"), r.summary
         assert float(re.search(r"\((\d+) ms\)", r.summary)[1]) < 500, r.summary  # type: ignore[index]
 
-    starved = asyncio.run(busy_then_probe(2.5, 1.5))
+    assert proxied() == len(targets)
+    starved = asyncio.run(busy_then_probe(3, 1.5))
+    server.stop()
     assert [r.summary for r in starved] == [
         f"/health not checked: the 1.5 s for all {len(targets)} probes ran out before its turn"
     ] * len(targets)
     assert not any(r.ran for r in starved)
-    kube.close()
+    assert proxied() == len(targets), "a probe that was not checked was never sent"
 
 
 def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
@@ -317,6 +333,7 @@ def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
         results = await probe_many(
             catalog, kube, [(n, service_status(catalog, n, snap).live) for n in catalog.services]
         )
+        await kube.aclose()
         return traffic, early, (snap, results)
 
     first = next(iter(catalog.services))
@@ -329,9 +346,9 @@ def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
     assert (ingresses, services) == (snap.ingresses, snap.services)
     for name, r in zip(catalog.services, results, strict=True):
         assert live_color(catalog, name, ingresses, services) == service_status(catalog, name, snap).live
-        if name == first:  # no pod behind it: the API server's proxy answers 503, said as before
+        if name == first:  # no pod behind it: the proxy's 503 and its reason reach the user
             assert not r.ok and r.ran, r.summary
-            assert r.summary.startswith("/health 503: Kubernetes answered 503: Service Unavailable"), (
+            assert r.summary.startswith(f"/health 503: no pods match selector app={first},color={live}"), (
                 r.summary
             )
         else:

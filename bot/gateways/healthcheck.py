@@ -1,8 +1,8 @@
-"""Direct probes for `/payflow health`: a color's `/health` (httpx, or through the API server's
-service proxy when the catalog says the bot cannot reach Services directly), and the optional
-TCP / HTTP probes of dependencies. Every probe has ONE deadline (httpx's own timeout is per
-phase — connect, write, read — so a trickling server could take several) and reports what it
-saw; httpx never retries."""
+"""Probes for `/payflow health` and the deploy smoke test: a color's `/health` (directly, or
+through the API server's service proxy when the catalog says the bot cannot reach Services
+directly), and the optional TCP / HTTP probes of dependencies. Every probe has ONE deadline
+that starts when its request does (not while it waits for a connection), never retries, and
+reports what it saw. HTTP goes through shared, kept-alive aiohttp pools (`kube_http.GetPool`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from bot.config.catalog import Catalog, Color
 from bot.config.metrics import Probe
-from bot.gateways.kube import Kube
+from bot.gateways.kube import PROXY_LIMIT, Kube
+from bot.gateways.kube_http import GetPool
 from bot.gateways.kube_objects import NotStarted, Unreachable
+
+PROBE_CONCURRENCY = PROXY_LIMIT  # probes in flight at once: the connections they share
+# Direct probes (`smoke.via: direct`) share one connection pool per event loop, whoever asks.
+DIRECT = GetPool(PROBE_CONCURRENCY)
+
+
+async def close() -> None:
+    """Close the direct probes' connections of the running loop (when the process stops)."""
+    await DIRECT.close()
 
 
 @dataclass(frozen=True)
@@ -54,21 +64,20 @@ async def get_health(
     through the API server's service proxy), within the smoke-test timeout. The one probe that
     `/payflow health` and the deploy smoke test share.
 
-    The deadline and the elapsed time start when the request does: through the API server the
-    call may first wait for one of the Kubernetes gateway's threads, and that wait is not the
-    service's fault. `start_by` (the loop's time) bounds that wait: NotStarted when the request
-    could not start by then."""
+    The deadline and the elapsed time start when the request does: it may first wait for one of
+    the connections every probe shares, and that wait is not the service's fault. `start_by`
+    (the loop's time) bounds that wait: NotStarted when the request could not start by then."""
     smoke = catalog.env.smoke
     spec = catalog.service(service)
     loop = asyncio.get_running_loop()
     started = [loop.time()]
+
+    def begun(at: float) -> None:
+        started[0] = at
+
     try:
         if smoke.via == "apiserver":
             name = catalog.k8s_service_name(service, color)
-
-            def begun(at: float) -> None:
-                started[0] = at
-
             status, body = await kube.proxy_get(
                 name,
                 spec.port,
@@ -78,19 +87,28 @@ async def get_health(
                 start_by=start_by,
             )
         else:
-            async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
-                resp = await asyncio.wait_for(
-                    client.get(catalog.health_url(service, color)), smoke.timeout_seconds
-                )
-                status, body = resp.status_code, resp.text
-    except (TimeoutError, httpx.TimeoutException):
+            status, raw = await DIRECT.get(
+                catalog.health_url(service, color),
+                timeout=smoke.timeout_seconds,
+                on_start=begun,
+                start_by=start_by,
+            )
+            body = raw.decode("utf-8", "replace")
+    except TimeoutError:
         reason = f"no answer within {smoke.timeout_seconds:g} s"
         return HealthAnswer(None, reason, None, (loop.time() - started[0]) * 1000)
     except Unreachable as exc:
         return HealthAnswer(None, str(exc), None, (loop.time() - started[0]) * 1000)
-    except httpx.HTTPError as exc:
-        return HealthAnswer(None, type(exc).__name__, None, (loop.time() - started[0]) * 1000)
+    except (aiohttp.ClientError, OSError) as exc:
+        return HealthAnswer(None, _failure(exc), None, (loop.time() - started[0]) * 1000)
     return _read(status, body, (loop.time() - started[0]) * 1000)
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong in a word: the OS's reason when there is one ("ConnectionRefusedError")."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return type(exc.os_error).__name__
+    return type(exc).__name__
 
 
 def _judged(answer: HealthAnswer) -> ProbeResult:
@@ -106,7 +124,6 @@ async def probe_health(catalog: Catalog, kube: Kube, service: str, color: Color)
     return _judged(await get_health(catalog, kube, service, color))
 
 
-PROBE_CONCURRENCY = 8  # the Kubernetes gateway's threads: more would only queue there
 HEALTH_DEADLINE = 10.0  # seconds for all the probes of one `/payflow health`
 
 
@@ -139,7 +156,7 @@ async def probe_many(
                 return not_checked(why)
             try:
                 answer = await get_health(catalog, kube, service, color, start_by=ends - per_probe)
-            except NotStarted:  # it never got a thread of the Kubernetes gateway in time
+            except NotStarted:  # no shared connection came free in time: never sent
                 return not_checked(why)
             return _judged(answer)
 
@@ -160,13 +177,12 @@ async def probe_dependency(probe: Probe) -> ProbeResult:
             took = (loop.time() - started) * 1000
             return ProbeResult(True, f"tcp {probe.tcp} open ({took:.0f} ms)")
         assert probe.http is not None
-        async with httpx.AsyncClient(timeout=probe.timeout_seconds) as client:
-            resp = await asyncio.wait_for(client.get(probe.http), probe.timeout_seconds)
+        status, _ = await DIRECT.get(probe.http, timeout=probe.timeout_seconds)
         took = (loop.time() - started) * 1000
-        return ProbeResult(resp.is_success, f"http {resp.status_code} ({took:.0f} ms)")
-    except (TimeoutError, httpx.TimeoutException):
+        return ProbeResult(200 <= status < 300, f"http {status} ({took:.0f} ms)")
+    except TimeoutError:
         what = f"tcp {probe.tcp}" if probe.tcp else "http"
         return ProbeResult(False, f"{what}: no answer within {probe.timeout_seconds:g} s")
-    except (OSError, httpx.HTTPError) as exc:
+    except (OSError, aiohttp.ClientError) as exc:
         what = f"tcp {probe.tcp}" if probe.tcp else "http"
-        return ProbeResult(False, f"{what} failed: {type(exc).__name__}")
+        return ProbeResult(False, f"{what} failed: {_failure(exc)}")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -25,6 +26,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
+from bot.gateways.kube_http import ApiServerHttp, supports
 from bot.gateways.kube_objects import (
     Conflict,
     DeploymentState,
@@ -54,6 +56,9 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 _WRITES = ("patch_", "create_", "replace_", "delete_")
 # The API server's Timeout (504) and ServerTimeout (500): a write answered so may still be applied.
 SERVER_TIMEOUTS = (500, 504)
+# Service-proxy GETs in flight at once (connections kept alive to the API server): probes
+# of `/payflow health` wait for one of these, not for the client's threads.
+PROXY_LIMIT = 16
 
 
 @dataclass
@@ -106,9 +111,19 @@ def _reason(exc: ApiException) -> str:
 
 
 class Kube:
-    def __init__(self, api_client: k8s.ApiClient, namespace: str, *, timeout: float = 5.0, workers: int = 8):
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        namespace: str,
+        *,
+        timeout: float = 5.0,
+        workers: int = 8,
+        proxy_limit: int = PROXY_LIMIT,
+    ):
         self.namespace = namespace
         self._api = api_client
+        configuration = api_client.configuration
+        self._http = ApiServerHttp(configuration, proxy_limit) if supports(configuration) else None
         self._apis: dict[str, Any] = {}  # built on first use: see _lazy
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
@@ -124,6 +139,7 @@ class Kube:
         context: str | None = None,
         timeout: float = 5.0,
         workers: int = 8,
+        proxy_limit: int = PROXY_LIMIT,
     ) -> Kube:
         """From a kubeconfig file when given, else the in-cluster service account; no retries."""
         configuration = no_retries(k8s.Configuration())
@@ -134,7 +150,7 @@ class Kube:
         else:
             k8s_config.load_incluster_config(client_configuration=configuration)
             api = k8s.ApiClient(configuration)
-        return cls(api, namespace, timeout=timeout, workers=workers)
+        return cls(api, namespace, timeout=timeout, workers=workers, proxy_limit=proxy_limit)
 
     def _lazy(self, name: str) -> Any:
         """The generated API class `name`, built on first use: importing AppsV1Api and CoreV1Api
@@ -173,6 +189,12 @@ class Kube:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
+
+    async def aclose(self) -> None:
+        """`close`, and the service proxy's connections of the running loop."""
+        if self._http is not None:
+            await self._http.close()
+        self.close()
 
     async def _call(
         self,
@@ -458,8 +480,36 @@ class Kube:
         on_start: Callable[[float], None] | None = None,
         start_by: float | None = None,
     ) -> tuple[int, str]:
-        """GET through the API server's service proxy (for probes from outside the cluster).
-        `timeout` and `on_start`: see `_call` (a probe's deadline starts when the probe does)."""
+        """GET through the API server's service proxy (for probes from outside the cluster):
+        the backend's status and body, or the API server's own refusal in words. `timeout`,
+        `on_start` and `start_by`: a probe's deadline starts when its request does, and a
+        request that could not start by `start_by` is never sent (NotStarted)."""
+        timeout = self._timeout if timeout is None else timeout
+        if self._http is None:  # through an HTTP proxy: the official client knows how
+            return await self._proxy_get_threaded(service, port, path, timeout, on_start, start_by)
+        target = quote(f"{service}:{port}", safe=":")
+        status, body = await self._http.get(
+            f"/api/v1/namespaces/{quote(self.namespace, safe='')}/services/{target}/proxy/"
+            + quote(path.lstrip("/"), safe="/"),
+            timeout=timeout,
+            on_start=on_start,
+            start_by=start_by,
+        )
+        text = body.decode("utf-8", "replace")
+        if status in (401, 403):
+            return status, f"Kubernetes refused the bot's credentials ({status})"
+        refusal = _status_message(text) if status >= 400 else None
+        return status, (f"Kubernetes answered {status}: {refusal}" if refusal else text)
+
+    async def _proxy_get_threaded(
+        self,
+        service: str,
+        port: int,
+        path: str,
+        timeout: float,
+        on_start: Callable[[float], None] | None,
+        start_by: float | None,
+    ) -> tuple[int, str]:
         try:
             data = await self._call(
                 self._core.connect_get_namespaced_service_proxy_with_path,
@@ -476,3 +526,15 @@ class Kube:
         except KubeError as exc:
             return 503, str(exc)
         return 200, data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+def _status_message(text: str) -> str | None:
+    """The message of a Kubernetes `Status` answer (the API server's own refusal, e.g. "no
+    endpoints available"), or None when the body is the backend's."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("kind") == "Status":
+        return str(doc.get("message") or doc.get("reason") or "no reason given")
+    return None

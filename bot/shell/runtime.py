@@ -19,6 +19,7 @@ from bot.config.catalog import Catalog
 from bot.config.settings import Settings
 from bot.domain.policy import Policy
 from bot.domain.views import Notice, Tone
+from bot.gateways import healthcheck
 from bot.gateways.alertmanager import Alertmanager
 from bot.gateways.jobs import Jobs, QueuedJobs
 from bot.gateways.kube import Kube
@@ -84,7 +85,8 @@ class Runtime:
         await self.store.close()
         if self.dispatcher.deps.payflow_redis is not None:
             await self.dispatcher.deps.payflow_redis.close()
-        self.kube.close()
+        await self.kube.aclose()
+        await healthcheck.close()
 
 
 def _print_line(line: str) -> None:

@@ -160,20 +160,24 @@ class SandboxApp:
         labels, fields = query_str(query, "labelSelector"), query_str(query, "fieldSelector")
         if query_bool(query, "watch"):
             return self._watch(info, ns, query, labels, fields, as_table, include)
-        with self.cluster.lock:  # items and list resourceVersion from one snapshot
-            items = self.cluster.list(info.kind, ns, label_selector=labels, field_selector=fields)
+        # Items and the list's resourceVersion from one snapshot, serialized before the lock is
+        # let go: the stored objects themselves are written out, never copied.
+        with self.cluster.lock:
+            items = self.cluster.list(
+                info.kind, ns, label_selector=labels, field_selector=fields, copies=False
+            )
             rv = self.cluster.resource_version
-        if as_table:
-            return Response.json(200, table(info, items, rv, self._wall_now(), include))
-        return Response.json(
-            200,
-            {
-                "kind": f"{info.kind}List",
-                "apiVersion": info.api_version,
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            },
-        )
+            if as_table:
+                return Response.json(200, table(info, items, rv, self._wall_now(), include))
+            return Response.json(
+                200,
+                {
+                    "kind": f"{info.kind}List",
+                    "apiVersion": info.api_version,
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                },
+            )
 
     def _watch(
         self,
