@@ -33,11 +33,14 @@ def _order(items: list[HealthItem]) -> tuple[HealthItem, ...]:
 
 
 async def service_items(ctx: Context, names: list[str]) -> list[HealthItem]:
-    """The probes start as soon as the traffic objects say which color is live, while the
-    deployments and pods (the big lists) are still being read; the pods' view of each color comes
-    from the same read, so the answer is the one a snapshot first, probes after would give."""
+    """The probes start as soon as the traffic objects say which color is live (the ingresses
+    alone when every service is routed by one), while the Services, deployments and pods (the
+    big lists) are still being read; the pods' view of each color comes from the same read, so
+    the answer is the one a snapshot first, probes after would give."""
     read = ctx.kube.read_namespace()
-    ingresses, services = await asyncio.shield(read.traffic)
+    ingresses = await asyncio.shield(read.ingresses)
+    by_selector = any(ctx.catalog.service(name).traffic.kind != "ingress" for name in names)
+    services = await asyncio.shield(read.services) if by_selector else {}
     lives = {name: live_color(ctx.catalog, name, ingresses, services) for name in names}
     targets = [(name, live) for name, live in lives.items() if live]
     probing = asyncio.ensure_future(probe_many(ctx.catalog, ctx.kube, targets))

@@ -552,10 +552,17 @@ def test_traffic_through_a_service_selector(chat, bot, k8s_view, settings, catal
     try:
         chat.bot = server
         assert "*wallet-service* — live: *blue*" in str(chat.run("status wallet-service").posts)
+        health = str(chat.run("health").posts)  # its probe waits for the Services, the others don't
+        assert health.count(": /health 200 v") == len(catalog.services), health
+        assert "no live color" not in health, health
+        health = str(chat.run("health wallet-service").posts)
+        assert "blue (live) v" in health and "blue: /health 200 v" in health, health
         chat.run("deploy wallet-service v2.1.0")
         chat.click(approval_message(chat), "Approve", user="bob")
         svc = k8s_view.core.read_namespaced_service("wallet", "payflow", _request_timeout=5)
         assert svc.spec.selector == {"app": "wallet-service", "color": "green"}
+        health = str(chat.run("health wallet-service").posts)
+        assert "green (live) v2.1.0" in health and "green: /health 200 v2.1.0" in health, health
         assert (
             ingress_backend(k8s_view, "/wallet") == "wallet-service-blue"
         )  # the ingress is not this service's

@@ -106,6 +106,7 @@ def test_proxy_get_follows_a_rotated_token(kube, sandbox, kubeconfig, catalog):
     once the cached headers are a second old: a rotated token is used, not the first one."""
     port = catalog.service("api-gateway").port
     assert _proxy_get(kube, "api-gateway-blue", port)[0] == 200
+
     def rotated(configuration) -> None:  # what the in-cluster loader's hook does, new token
         configuration.api_key["BearerToken"] = "Bearer a-rotated-token-the-sandbox-never-issued"
 

@@ -319,7 +319,7 @@ def test_probes_waiting_for_a_connection_are_not_blamed(catalog: Catalog, cluste
 def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
     catalog: Catalog, kubeconfig: Path, k8s_view
 ):
-    """`health` starts the probes once the traffic objects are read, before deployments and pods:
+    """`health` starts the probes once the ingresses are read, before Services, deployments and pods:
     the read of the namespace is one (shared with a concurrent `snapshot`), and every service's
     item is what the snapshot and a probe of its live color, made one after the other, say."""
     kube = Kube.connect(catalog.namespace, kubeconfig=str(kubeconfig))
@@ -327,8 +327,9 @@ def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
     async def both() -> tuple[Any, Any, Any]:
         read = kube.read_namespace()
         assert kube.read_namespace() is read, "a second caller joins the read in flight"
-        traffic = await read.traffic
-        early = not read.snapshot.done()  # the probes may start here
+        ingresses = await read.ingresses
+        early = not read.services.done() and not read.snapshot.done()  # the probes start here
+        traffic = (ingresses, await read.services)
         snap = await kube.snapshot()
         results = await probe_many(
             catalog, kube, [(n, service_status(catalog, n, snap).live) for n in catalog.services]
@@ -342,7 +343,8 @@ def test_health_probes_started_before_the_pods_are_read_give_the_same_answer(
         catalog.deployment_name(first, live), catalog.namespace, {"spec": {"replicas": 0}}, _request_timeout=5
     )
     k8s_view.wait_settled()
-    (ingresses, services), _, (snap, results) = asyncio.run(both())
+    (ingresses, services), early, (snap, results) = asyncio.run(both())
+    assert early, "the ingresses come alone, before the Services and the big lists"
     assert (ingresses, services) == (snap.ingresses, snap.services)
     for name, r in zip(catalog.services, results, strict=True):
         assert live_color(catalog, name, ingresses, services) == service_status(catalog, name, snap).live

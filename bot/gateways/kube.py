@@ -63,9 +63,11 @@ PROXY_LIMIT = 16
 
 @dataclass
 class NamespaceRead:
-    """One read of the namespace in flight: its traffic objects first, then the whole snapshot."""
+    """One read of the namespace in flight: the ingresses first (small, and all that an
+    ingress-routed service's live color needs), then the Services, then the whole snapshot."""
 
-    traffic: asyncio.Future[tuple[dict[str, IngressState], dict[str, ServiceState]]]
+    ingresses: asyncio.Future[dict[str, IngressState]]
+    services: asyncio.Future[dict[str, ServiceState]]
     snapshot: asyncio.Future[Snapshot]
 
 
@@ -347,14 +349,16 @@ class Kube:
         return await asyncio.shield(self.read_namespace().snapshot)
 
     def read_namespace(self) -> NamespaceRead:
-        """Start one parallel read of the namespace (or join the one in flight). Its `traffic`
-        (ingresses and services: enough to know every live color) is ready before the whole
-        `snapshot` (deployments and pods are the big lists), so probes can start meanwhile.
-        The read runs as its own task: a caller that gives up does not fail the others."""
+        """Start one read of the namespace (or join the one in flight). The ingresses are read
+        alone first: they are small, and every ingress-routed service's live color is known from
+        them, so `/payflow health`'s probes start before the big lists (deployments and pods:
+        megabytes at a thousand services) are sent, parsed and converted; Services follow, then
+        the whole `snapshot`. The read runs as its own task: a caller that gives up does not fail
+        the others."""
         if self._inflight is not None:
             return self._inflight
         loop = asyncio.get_running_loop()
-        read = NamespaceRead(loop.create_future(), loop.create_future())
+        read = NamespaceRead(loop.create_future(), loop.create_future(), loop.create_future())
         self._inflight = read
         task = loop.create_task(self._read_namespace(read), name="kube-snapshot")
         self._reads.add(task)
@@ -362,17 +366,22 @@ class Kube:
         return read
 
     async def _read_namespace(self, read: NamespaceRead) -> None:
-        workloads = asyncio.gather(self.deployments(), self.pods())
+        rest: asyncio.Future[Any] | None = None
         try:
-            ingresses, services = await asyncio.gather(self.ingresses(), self.services())
-            read.traffic.set_result((ingresses, services))
+            ingresses = await self.ingresses()
+            read.ingresses.set_result(ingresses)
+            services = asyncio.ensure_future(self.services())
+            workloads = asyncio.gather(self.deployments(), self.pods())
+            rest = asyncio.gather(services, workloads)
+            read.services.set_result(await asyncio.shield(services))
             deployments, pods = await workloads
-            read.snapshot.set_result(Snapshot(deployments, pods, ingresses, services))
+            read.snapshot.set_result(Snapshot(deployments, pods, ingresses, read.services.result()))
         except BaseException as exc:
-            workloads.cancel()
-            # retrieved whether it was still running or had already failed on its own
-            await asyncio.gather(workloads, return_exceptions=True)
-            for future in (read.traffic, read.snapshot):
+            if rest is not None:
+                rest.cancel()
+                # retrieved whether it was still running or had already failed on its own
+                await asyncio.gather(rest, return_exceptions=True)
+            for future in (read.ingresses, read.services, read.snapshot):
                 if future.done():
                     continue
                 if isinstance(exc, asyncio.CancelledError):
