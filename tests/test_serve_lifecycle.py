@@ -1,6 +1,7 @@
-"""`payflow-bot serve` as a pod runs it: refuses to start split-brained, stays ready through a Redis
-blip (reporting it), and in Socket Mode refuses a rejected token at once, reports the websocket
-in readiness and closes it with a close frame on SIGTERM.
+"""`payflow-bot serve` as a pod runs it: gets ready without importing what only some commands use,
+refuses to start split-brained, stays ready through a Redis blip (reporting it), and in Socket Mode
+refuses a rejected token at once, reports the websocket in readiness and closes it with a close
+frame on SIGTERM.
 
 Socket Mode runs against a local websocket server standing in for Slack's: the Slack stand-in's
 `apps.connections.open` hands out its ws:// URL, as Slack hands out wss:// ones.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,74 @@ def _settings(slack, kubeconfig: Path, tmp_path: Path, **extra: str) -> dict[str
         "PAYFLOW_CONFIG": str(_catalog(tmp_path)),
         **extra,
     }
+
+
+# ---------------------------------------------------------------- start-up
+
+# `serve`'s own command line, run by this script instead of `-m bot.shell.cli` (the process is the
+# same otherwise): once /readyz answers 200 it writes the web process's sys.modules to stderr.
+MODULES_AT_READY = """
+import json, sys, threading, time, urllib.request
+args = sys.argv[sys.argv.index("bot.shell.cli") + 1 :]
+ready = "http://127.0.0.1:%s/readyz" % args[args.index("--port") + 1]
+def report():
+    while True:
+        try:
+            if urllib.request.urlopen(ready, timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.02)
+    print("modules at ready: " + json.dumps(sorted(sys.modules)), file=sys.stderr, flush=True)
+threading.Thread(target=report, daemon=True).start()
+from bot.shell.cli import main
+sys.exit(main(args))
+"""
+
+# What only some commands use is imported by the first of them (in the worker), never by the web
+# process on its way to ready: each of these made start-up slower when it was.
+NOT_AT_START = {
+    "psycopg": "PostgreSQL (db, users)",
+    "httpx": "RabbitMQ (mq), Alertmanager silences",
+    "matplotlib": "charts",
+    "numpy": "charts",
+    "prometheus_api_client": "Prometheus queries",
+    "kubernetes.client.api.apps_v1_api": "the generated Kubernetes API classes (warmed in the worker)",
+    "kubernetes.client.api.core_v1_api": "the generated Kubernetes API classes (warmed in the worker)",
+    "websockets": "uvicorn's websocket protocol (serve has no websocket route)",
+}
+
+
+def test_the_web_process_gets_ready_without_what_only_some_commands_use(
+    slack, kubeconfig, tmp_path, redis_url, start_serve
+):
+    unused = "127.0.0.1:9"  # every data store set, so each gateway is built; none is reached
+    settings = _settings(
+        slack,
+        kubeconfig,
+        tmp_path,
+        REDIS_URL=redis_url,
+        DATABASE_URL=f"postgresql://payflow_bot:secret@{unused}/payflow",
+        RABBITMQ_API_URL=f"http://monitor:secret@{unused}",
+        PAYFLOW_REDIS_URL=f"redis://{unused}/0",
+        PROMETHEUS_URL=f"http://{unused}",
+        ALERTMANAGER_URL=f"http://{unused}",
+    )
+    served = start_serve(settings, wrap=(sys.executable, "-c", MODULES_AT_READY))
+    prefix = "modules at ready: "
+    line = wait_until(
+        lambda: next((x for x in served.lines() if x.startswith(prefix)), None), 30, "/readyz to answer 200"
+    )
+    modules = set(json.loads(line.removeprefix(prefix)))
+    # the start-up it saw is serve's: the worker's hand-off, every handler and every gateway
+    assert {"bot.shell.server", "bot.shell.worker", "handlers.db", "handlers.mq"} <= modules
+    assert {"bot.gateways.postgres", "bot.gateways.rabbitmq", "bot.gateways.charts"} <= modules
+    imported = {
+        name: why
+        for name, why in NOT_AT_START.items()
+        if any(m == name or m.startswith(name + ".") for m in modules)
+    }
+    assert not imported, f"imported by the web process before it was ready: {imported}"
+    assert served.http.get("/readyz").json()["ready"] is True
 
 
 # ---------------------------------------------------------------- replicas and Redis

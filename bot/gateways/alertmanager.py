@@ -12,7 +12,6 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_ALERTS = 1000  # per notification; Alertmanager's `max_alerts` should keep it far lower
@@ -99,6 +98,8 @@ class Alertmanager:
             "createdBy": created_by,
             "comment": comment,
         }
+        import httpx  # by the first silence, not at start-up (≈0.1 s)
+
         try:
             # httpx's timeout is per phase (connect, write, read); wait_for makes it one deadline.
             # httpx never retries a request by itself (its transport's `retries` is 0).

@@ -21,17 +21,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
-
-import psycopg
-from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.base.pii import mask_emails
 from bot.base.redact import redact
 
+if TYPE_CHECKING:  # psycopg itself is imported by the first call (≈0.1 s): not at start-up
+    import psycopg
+    from psycopg import sql
+
+    Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
 T = TypeVar("T")
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 APPLICATION_NAME = "payflow-chatops"
 MAX_QUERY_CHARS = 2000  # of a statement's text read from the server; shown far shorter
@@ -318,13 +319,24 @@ class Postgres:
         self.setting = setting
         self._slots = asyncio.Semaphore(max_connections)
         self._cleanups: set[asyncio.Task[Any]] = set()
-        try:
-            params = conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError:
-            params = None
-        password = (params or {}).get("password")
-        self._secrets = tuple(s for s in (dsn, str(password) if password else "") if s)
-        self._valid = params is not None
+        self._parsed: tuple[bool, tuple[str, ...]] | None = None  # by the first call: see _dsn_check
+
+    def _dsn_check(self) -> tuple[bool, tuple[str, ...]]:
+        """Whether the DSN is a connection string, and the secrets never to show (the DSN and its
+        password). Worked out by the first call, not when the gateway is built: that would import
+        psycopg in every process that builds the gateways, the web process included."""
+        if self._parsed is None:
+            import psycopg
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                params = conninfo_to_dict(self._dsn)
+            except psycopg.ProgrammingError:
+                params = None
+            password = (params or {}).get("password")
+            secrets = tuple(s for s in (self._dsn, str(password) if password else "") if s)
+            self._parsed = (params is not None, secrets)
+        return self._parsed
 
     def __repr__(self) -> str:
         return f"<Postgres from {self.setting}>"
@@ -367,6 +379,8 @@ class Postgres:
         only once the extension is updated), not by the server's version."""
 
         async def read(conn: Conn) -> SlowStatements:
+            from psycopg import errors, sql
+
             (database,) = await _one(conn, "SELECT current_database()")
             found = await _all(conn, _STATEMENTS_VIEW)
             if not found or not found[0][1]:
@@ -430,9 +444,9 @@ class Postgres:
 
     async def user_lock(self, email: str, *, table: str = "users") -> UserLock:
         async def read(conn: Conn) -> UserLock:
-            query = sql.SQL(
-                "SELECT locked_until, failed_attempts FROM {} WHERE email = %(email)s LIMIT 2"
-            ).format(_name(table))
+            query = _named(
+                "SELECT locked_until, failed_attempts FROM {} WHERE email = %(email)s LIMIT 2", table
+            )
             rows = await _all(conn, query, email=email)
             if not rows:
                 return UserLock(False)
@@ -443,15 +457,10 @@ class Postgres:
 
     async def locked_users(self, limit: int, *, table: str = "users") -> LockedUsers:
         async def read(conn: Conn) -> LockedUsers:
-            where = sql.SQL("FROM {} WHERE locked_until > now()").format(_name(table))
-            (total,) = await _one(conn, sql.SQL("SELECT count(*) ") + where)
-            rows = await _all(
-                conn,
-                sql.SQL("SELECT email, locked_until, failed_attempts ")
-                + where
-                + sql.SQL(" ORDER BY locked_until, email LIMIT %(limit)s"),
-                limit=limit,
-            )
+            where = "FROM {} WHERE locked_until > now()"
+            (total,) = await _one(conn, _named(f"SELECT count(*) {where}", table))
+            listed = f"SELECT email, locked_until, failed_attempts {where} ORDER BY locked_until, email"
+            rows = await _all(conn, _named(f"{listed} LIMIT %(limit)s", table), limit=limit)
             return LockedUsers(int(total), tuple(LockedUser(e, u, a) for e, u, a in rows))
 
         return await self._read(read)
@@ -466,8 +475,7 @@ class Postgres:
         async def call(conn: Conn) -> int:
             nonlocal sent
             sent = True
-            query = sql.SQL("SELECT {}(%(email)s)").format(_name(function))
-            (changed,) = await _one(conn, query, email=email)
+            (changed,) = await _one(conn, _named("SELECT {}(%(email)s)", function), email=email)
             await conn.commit()
             return int(changed)
 
@@ -483,7 +491,10 @@ class Postgres:
     # --- one call: a slot, a connection, a read-only transaction, one deadline --------------------
 
     async def _read(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = False) -> T:
-        if not self._valid:
+        import psycopg
+        from psycopg import errors
+
+        if not self._dsn_check()[0]:
             raise PostgresError(
                 f"{self.setting} does not hold a PostgreSQL connection string "
                 "(postgresql://user:password@host:5432/database)"
@@ -524,6 +535,9 @@ class Postgres:
             task.exception()  # retrieved: a late failure of a call already answered is expected
 
     async def _session(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = False) -> T:
+        import psycopg
+        from psycopg import sql
+
         async with self._slots:
             conn = await psycopg.AsyncConnection.connect(
                 self._dsn,
@@ -549,7 +563,7 @@ class Postgres:
         and with any customer address masked (a function's or constraint's message may name one)."""
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         text = lines[0] if lines else type(exc).__name__
-        for secret in self._secrets:
+        for secret in self._dsn_check()[1]:
             text = text.replace(secret, "***")
         text = mask_emails(redact(text))
         return text if len(text) <= 200 else text[:199] + "…"
@@ -567,7 +581,9 @@ async def _all(conn: Conn, query: str | sql.Composed, **params: Any) -> list[tup
     return await cursor.fetchall()
 
 
-def _name(name: str) -> sql.Composable:
-    """A table or function the catalog names (`users`, `payflow_bot.unlock_user`; validated
-    there), quoted as identifiers: never text pasted into SQL."""
-    return sql.Identifier(*name.split("."))
+def _named(query: str, name: str) -> sql.Composed:
+    """`query` with the table or function the catalog names (`users`, `payflow_bot.unlock_user`;
+    validated there) in place of `{}`, quoted as identifiers: never text pasted into SQL."""
+    from psycopg import sql
+
+    return sql.SQL(query).format(sql.Identifier(*name.split(".")))

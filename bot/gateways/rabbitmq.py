@@ -17,10 +17,11 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 MAX_QUEUES = 500  # the management API's largest page
 MAX_BODY = 4 * 1024 * 1024  # a page of 500 queues in six columns is ~100 KB
@@ -145,6 +146,8 @@ class RabbitMQ:
 
     async def _get(self, path: str, params: dict[str, str | int] | None = None) -> Any:
         """One GET, one deadline; None for a 404."""
+        import httpx  # by the first call, not at start-up (≈0.1 s)
+
         try:
             async with (
                 asyncio.timeout(self.timeout),

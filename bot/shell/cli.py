@@ -49,6 +49,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """No garbage collection while starting: everything made now lives as long as the process, so
+    the collector's full passes over it (≈0.2 s in all) would only delay readiness; the objects are
+    frozen out of its way before serving (a few thousand start-up cycles are kept with them)."""
+    gc.disable()
+    try:
+        return _serve(args)
+    finally:
+        gc.enable()
+
+
+def _serve(args: argparse.Namespace) -> int:
     from bot.config.settings import Settings
     from bot.gateways.kube import Kube
     from bot.shell.runtime import build_runtime
@@ -100,8 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         assert settings.slack_app_token is not None  # problems_for_serve checked it
         socket = SocketMode(runtime.bolt, settings.slack_app_token)
     server = uvicorn_server(runtime, args.host, args.port, socket=socket)
-    gc.collect()
     gc.freeze()  # start-up objects are permanent: fewer, shorter GC pauses while acking
+    gc.enable()
     failed: list[str] = []
 
     async def run() -> None:

@@ -341,5 +341,6 @@ def uvicorn_server(
         access_log=False,
         lifespan="on",
         http=BoundedHttpTools,
+        ws="none",  # no websocket route: nothing to import for one (Socket Mode is a client)
     )
     return uvicorn.Server(config)
