@@ -99,6 +99,28 @@ def test_kubernetes_service_proxy_costs_one_attempt_within_its_deadline(
     assert b"authorization: bearer t0ken" in hole.requests[0].lower()
 
 
+def test_kubernetes_service_proxy_through_an_http_proxy_stays_with_the_official_client(
+    hole: BlackHole, tmp_path: Path
+) -> None:
+    """A kubeconfig with `proxy-url`: the probes go where the client's other calls go (the
+    proxy, here one that never answers), within one deadline, not around it."""
+    path = hung_kubeconfig(tmp_path / "kc", hole)
+    config = yaml.safe_load(path.read_text())
+    config["clusters"][0]["cluster"].update(
+        server="https://kubernetes.invalid:6443", **{"proxy-url": hole.url}
+    )
+    path.write_text(yaml.safe_dump(config))
+    kube = Kube.connect("payflow", kubeconfig=str(path), timeout=0.5)
+    try:
+        with pytest.raises(Unreachable) as info:
+            asyncio.run(kube.proxy_get("api-gateway-blue", 8080, "/health", timeout=0.5))
+    finally:
+        kube.close()
+    assert str(info.value) == "Kubernetes API did not answer within 0.5 s"
+    assert hole.connections == 1
+    assert hole.requests[0].startswith(b"CONNECT kubernetes.invalid:6443")
+
+
 def test_kubernetes_write_is_never_resent_and_said_to_be_uncertain(hole: BlackHole, tmp_path: Path) -> None:
     kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
     try:
