@@ -26,11 +26,13 @@ class TrackingServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[KeepAliveHandler]) -> None:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.accepted = 0  # connections ever accepted: keep-alive clients open few
         super().__init__(address, handler)
 
     def track(self, connection: socket.socket, *, add: bool) -> None:
         with self._connections_lock:
             if add:
+                self.accepted += 1
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)

@@ -180,6 +180,11 @@ class SlackApiStub(SlackWorkspace):
         self.stop()
 
     @property
+    def connections(self) -> int:
+        """TCP connections accepted since start, as Slack's edge would count them."""
+        return self._server.accepted if self._server is not None else 0
+
+    @property
     def base_url(self) -> str:
         """``http://host:port/`` of the running server."""
         if self._server is None:

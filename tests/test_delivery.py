@@ -141,6 +141,24 @@ def test_a_job_run_again_does_not_post_again(bot, slack, k8s_view):
     assert len(slack.messages(OPS)) == 2
 
 
+def test_web_api_calls_share_one_kept_alive_connection(bot, slack):
+    """slack_sdk opens a session (a new TLS handshake with slack.com) per call unless given one:
+    the gateway keeps one per event loop, so posts, updates and uploads reuse a connection."""
+    gateway = bot.runtime.slack
+
+    async def calls() -> None:
+        ref = await gateway.post(OPS, Message("one"))
+        await gateway.update(ref, Message("two"))
+        await gateway.upload(OPS, "table.tsv", "a\tb\n", thread_ts=ref.ts)
+        await gateway.post(OPS, Message("three"), thread_ts=ref.ts)
+
+    bot.call(calls())  # the first call may open the session's first connection
+    before = slack.connections
+    bot.call(calls())
+    assert len(ok_calls(slack, "chat.postMessage")) == 4
+    assert slack.connections == before, "no new connection for 2 posts, an update and an upload"
+
+
 @pytest.mark.parametrize("status", [400, 404])
 def test_a_refusal_is_final_at_once(bot, slack, status):
     """Not Slack's fault: retrying would only repeat it."""

@@ -154,6 +154,25 @@ class SlackGateway:
         self.outbox = outbox
         self.on_event = on_event or (lambda event, method, reason: None)
         self._message_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def _web(self) -> AsyncWebClient:
+        """The client, with one kept-alive session per event loop for every Web API call:
+        slack_sdk otherwise opens a session — a new TLS handshake with slack.com — per call."""
+        loop = asyncio.get_running_loop()
+        session = self.client.session
+        if self._session_loop is not loop or session is None or session.closed:
+            timeout = aiohttp.ClientTimeout(total=self.client.timeout)
+            self.client.session = aiohttp.ClientSession(timeout=timeout)
+            self._session_loop = loop
+        return self.client
+
+    async def close(self) -> None:
+        """Close the Web API session of the running loop (when the process stops)."""
+        session = self.client.session
+        if self._session_loop is asyncio.get_running_loop() and session is not None:
+            await session.close()
+        self.client.session, self._session_loop = None, None
 
     # -- the delivery loop ------------------------------------------------------------------
 
@@ -196,7 +215,7 @@ class SlackGateway:
     async def _api(self, method: str, destination: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         async def attempt(timeout: float) -> dict[str, Any]:
             try:
-                resp = await self.client.api_call(method, json=kwargs)
+                resp = await self._web().api_call(method, json=kwargs)
             except SlackApiError as exc:
                 response = exc.response
                 code = str(response.get("error", "")) if isinstance(response.data, dict) else ""
@@ -268,7 +287,7 @@ class SlackGateway:
 
     async def permalink(self, ref: MessageRef) -> str | None:
         try:
-            resp = await self.client.chat_getPermalink(channel=ref.channel, message_ts=ref.ts)
+            resp = await self._web().chat_getPermalink(channel=ref.channel, message_ts=ref.ts)
         except SlackApiError:
             return None
         return resp.get("permalink")
@@ -318,7 +337,7 @@ class SlackGateway:
 
         async def attempt(timeout: float) -> dict[str, Any]:
             try:
-                resp = await self.client.files_upload_v2(
+                resp = await self._web().files_upload_v2(
                     channel=channel,
                     filename=filename,
                     content=content,
@@ -340,7 +359,7 @@ class SlackGateway:
 
     async def group_members(self, group_id: str) -> frozenset[str]:
         try:
-            resp = await self.client.usergroups_users_list(usergroup=group_id)
+            resp = await self._web().usergroups_users_list(usergroup=group_id)
         except SlackApiError as exc:
             raise SlackError("usergroups.users.list", str(exc.response.get("error"))) from None
         return frozenset(resp.get("users", []))

@@ -87,6 +87,7 @@ class Runtime:
             await self.dispatcher.deps.payflow_redis.close()
         await self.kube.aclose()
         await healthcheck.close()
+        await self.slack.close()
 
 
 def _print_line(line: str) -> None:
