@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -19,6 +19,8 @@ import yaml
 from bot.gateways.kube import Kube
 from bot.shell.runtime import build_runtime
 from sandbox import demo
+from sandbox.apiserver.http import RequestRecord
+from sandbox.k8s_api import SandboxServer
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
 from tests.test_deploy import APPROVALS, approval_message, ingress_backend, tuned, wait_progress
@@ -236,62 +238,59 @@ def test_the_bot_runs_apart_from_what_it_operates():
 
 
 class Recorder:
-    """Every request the kubernetes client sends, as RBAC sees it: (apiGroup, resource, verb).
-    Hooked into the client's REST layer, below the bot's own gateway."""
+    """Every request the bot sends, as RBAC sees it: (apiGroup, resource, verb). The bot gets an
+    API server of its own on the test's cluster, recording every resource request whatever sent
+    it (the kubernetes client, or the health probes' aiohttp); paths outside the API groups
+    (`/version`) are seen in the client's REST layer."""
 
-    def __init__(self) -> None:
-        self.calls: set[Rule] = set()
+    def __init__(self, cluster: Any, tmp_path: Path, namespace: str) -> None:
         self.non_resource: set[str] = set()
         self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._server = SandboxServer(cluster, record=self._records).start()
+        self.kubeconfig = self._server.write_kubeconfig(tmp_path / "kubeconfig-recorded", namespace=namespace)
 
-    def attach(self, kube: Kube) -> None:
+    def kube(self, namespace: str) -> Kube:
+        kube = Kube.connect(namespace, kubeconfig=str(self.kubeconfig))
         rest = kube._api.rest_client
         real = rest.request
 
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            self.record(method, url)
+            path = urlsplit(url).path
+            if not path.startswith(("/api/", "/apis/")):
+                with self._lock:
+                    self.non_resource.add(path)
             return real(method, url, *args, **kwargs)
 
         rest.request = request
+        return kube
 
-    def record(self, method: str, url: str) -> None:
-        parts = urlsplit(url)
-        path = [p for p in parts.path.split("/") if p]
-        if path[0] == "api":
-            group, rest = "", path[2:]
-        elif path[0] == "apis":
-            group, rest = path[1], path[3:]
-        else:
-            with self._lock:
-                self.non_resource.add(parts.path)
-            return
-        assert rest[:2] == ["namespaces", OPERATED_NAMESPACE], url  # never outside payflow
-        resource, name, sub = [*rest[2:], None, None][:3]
-        if sub is not None:
-            resource = f"{resource}/{sub}"
-        if method == "GET":
-            verb = "get" if name else ("watch" if parse_qs(parts.query).get("watch") else "list")
-        else:
-            verb = {"PATCH": "patch", "PUT": "update", "POST": "create", "DELETE": "delete"}[method]
-        with self._lock:
-            self.calls.add((group, resource, verb))
+    @property
+    def calls(self) -> set[Rule]:
+        rules: set[Rule] = set()
+        for r in list(self._records):
+            assert r.namespace == OPERATED_NAMESPACE, r  # never outside payflow
+            rules.add((r.group, f"{r.resource}/{r.subresource}" if r.subresource else r.resource, r.verb))
+        return rules
+
+    def stop(self) -> None:
+        self._server.stop()
 
 
 @pytest.fixture
-def recorded(settings, catalog, k8s_view, slack) -> Iterator[tuple[Recorder, Chat]]:
+def recorded(settings, catalog, k8s_view, slack, cluster, tmp_path) -> Iterator[tuple[Recorder, Chat]]:
     from sandbox.slack_requests import SlackRequests
     from tests.conftest import SIGNING_SECRET
 
-    recorder = Recorder()
-    kube = Kube.connect(catalog.namespace, kubeconfig=settings.kubeconfig)
-    recorder.attach(kube)
+    recorder = Recorder(cluster, tmp_path, catalog.namespace)
     fast = tuned(catalog)
-    server = BotServer(build_runtime(settings, fast, kube=kube)).start()
+    server = BotServer(build_runtime(settings, fast, kube=recorder.kube(catalog.namespace))).start()
     try:
         requests = SlackRequests(SIGNING_SECRET, response_url=slack.response_url("rbac"))
         yield recorder, Chat(server, slack, requests)
     finally:
         server.stop()
+        recorder.stop()
 
 
 def test_the_role_grants_exactly_what_the_commands_call(recorded, k8s_view, cluster, catalog):
@@ -350,7 +349,7 @@ def test_the_role_grants_exactly_what_the_commands_call(recorded, k8s_view, clus
 
 
 def test_service_selector_traffic_needs_exactly_the_optional_role(
-    settings, catalog, k8s_view, cluster, slack
+    settings, catalog, k8s_view, cluster, slack, tmp_path
 ):
     """A catalog switching traffic with a Service selector: its calls beyond the core Role are
     exactly what the optional Role grants."""
@@ -373,10 +372,8 @@ def test_service_selector_traffic_needs_exactly_the_optional_role(
             "spec": {"selector": {"app": "wallet-service", "color": "blue"}, "ports": [{"port": 3002}]},
         },
     )
-    recorder = Recorder()
-    kube = Kube.connect(catalog.namespace, kubeconfig=settings.kubeconfig)
-    recorder.attach(kube)
-    server = BotServer(build_runtime(settings, by_selector, kube=kube)).start()
+    recorder = Recorder(cluster, tmp_path, catalog.namespace)
+    server = BotServer(build_runtime(settings, by_selector, kube=recorder.kube(catalog.namespace))).start()
     try:
         chat = Chat(server, slack, SlackRequests(SIGNING_SECRET, response_url=slack.response_url("svc")))
         chat.run("deploy wallet-service v2.0.0")
@@ -384,6 +381,7 @@ def test_service_selector_traffic_needs_exactly_the_optional_role(
         wait_progress(chat, "— done")
     finally:
         server.stop()
+        recorder.stop()
     wallet = k8s_view.core.read_namespaced_service("wallet", "payflow", _request_timeout=5)
     assert wallet.spec.selector["color"] == "green"
     core = _rules(_one("Role", "payflow-bot"))
