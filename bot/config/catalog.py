@@ -11,6 +11,7 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -153,6 +154,17 @@ class ServiceSpec(_Strict):
             if "{color}" not in getattr(self, name):
                 raise ValueError(f"{name} must contain {{color}} so the two colors differ")
         return self
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, v: str) -> str:
+        """The probe's URL is resolved on its way out ('..' removed with the segment before it):
+        through the API server's service proxy, '/../../../configmaps' would be a read of the
+        namespace with the bot's credentials, its 200 taken for a healthy service."""
+        path = unquote(v.split("?", 1)[0].split("#", 1)[0])
+        if any(segment in (".", "..") for segment in path.split("/")):
+            raise ValueError("must stay on the service: no '.' or '..' segments")
+        return v
 
 
 class Members(_Strict):

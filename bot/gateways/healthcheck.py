@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.base.redact import clip
 from bot.config.catalog import Catalog, Color
 from bot.config.metrics import Probe
 from bot.gateways.kube import PROXY_LIMIT, Kube
@@ -45,16 +46,21 @@ class HealthAnswer:
     elapsed_ms: float
 
 
+REASON_CHARS = 120  # a reason is one line of the health report
+
+
 def _read(status: int, body: str, elapsed_ms: float) -> HealthAnswer:
-    version, reason = None, body.strip()[:120]
+    """The answer's version and reason. The reason is cut with `clip`, never in a number: a card
+    number cut short keeps its first digits and loses the Luhn check that redaction needs."""
+    version, reason = None, body.strip()
     try:
         data = json.loads(body)
         if isinstance(data, dict):
             version = data.get("version")
-            reason = str(data.get("reason") or data.get("status") or reason)[:120]
+            reason = str(data.get("reason") or data.get("status") or reason)
     except ValueError:
         pass
-    return HealthAnswer(status, reason, version, elapsed_ms)
+    return HealthAnswer(status, clip(reason, REASON_CHARS, "…"), version, elapsed_ms)
 
 
 async def get_health(

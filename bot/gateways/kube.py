@@ -490,7 +490,8 @@ class Kube:
         start_by: float | None = None,
     ) -> tuple[int, str]:
         """GET through the API server's service proxy (for probes from outside the cluster):
-        the backend's status and body, or the API server's own refusal in words. `timeout`,
+        the backend's status and body, or the API server's own refusal (a `Status` answer) in
+        words; a backend's own 401 or 403 is its answer, not the bot's credentials. `timeout`,
         `on_start` and `start_by`: a probe's deadline starts when its request does, and a
         request that could not start by `start_by` is never sent (NotStarted)."""
         timeout = self._timeout if timeout is None else timeout
@@ -505,9 +506,9 @@ class Kube:
             start_by=start_by,
         )
         text = body.decode("utf-8", "replace")
-        if status in (401, 403):
-            return status, f"Kubernetes refused the bot's credentials ({status})"
         refusal = _status_message(text) if status >= 400 else None
+        if status in (401, 403) and refusal is not None:  # the API server's own, not a backend's
+            return status, f"Kubernetes refused the bot's credentials ({status})"
         return status, (f"Kubernetes answered {status}: {refusal}" if refusal else text)
 
     async def _proxy_get_threaded(

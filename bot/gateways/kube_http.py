@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -79,30 +80,36 @@ class GetPool:
         url: str,
         *,
         timeout: float,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | Callable[[], Awaitable[Mapping[str, str]]] | None = None,
         server_hostname: str | None = None,
         on_start: Callable[[float], None] | None = None,
         start_by: float | None = None,
     ) -> tuple[int, bytes]:
-        """(status, the first BODY_LIMIT bytes of the body). The deadline starts when a slot is
-        taken, not while waiting for one; that wait ends at `start_by` (the loop's time) with
-        NotStarted, and the request is never sent. TimeoutError when there was no whole answer
-        within `timeout`; aiohttp.ClientError or OSError when there was no answer at all."""
+        """(status, the body up to its end or its first BODY_LIMIT bytes). The deadline starts when
+        a slot is taken, not while waiting for one; that wait ends at `start_by` (the loop's time)
+        with NotStarted, and the request is never sent. `headers` may be an async function (the
+        API server's credentials): it is called once the slot is taken, within the deadline.
+        TimeoutError when there was no whole answer within `timeout` (a body that trickles or
+        stalls included); aiohttp.ClientError or OSError when there was no answer at all."""
         loop = asyncio.get_running_loop()
         session, slots = self._session()
         wait = None if start_by is None else max(0.0, start_by - loop.time())
         try:
-            await asyncio.wait_for(slots.acquire(), wait)
+            # Not asyncio.wait_for: on Python 3.11 it hands back a slot taken just as its caller
+            # was cancelled, swallowing the cancel (and the request is sent anyway).
+            async with asyncio.timeout(wait):
+                await slots.acquire()
         except TimeoutError:
             raise NotStarted("not sent: every connection stayed busy") from None
         try:
             if on_start is not None:
                 on_start(loop.time())
             async with asyncio.timeout(timeout):
+                sent = await headers() if callable(headers) else headers
                 async with session.get(
-                    url, headers=headers, server_hostname=server_hostname, allow_redirects=False
+                    url, headers=sent, server_hostname=server_hostname, allow_redirects=False
                 ) as resp:
-                    return resp.status, await resp.content.read(BODY_LIMIT)
+                    return resp.status, await _body(resp)
         finally:
             slots.release()
 
@@ -111,6 +118,20 @@ class GetPool:
         made = self._sessions.pop(asyncio.get_running_loop(), None)
         if made is not None:
             await made[0].close()
+
+
+async def _body(resp: aiohttp.ClientResponse) -> bytes:
+    """The body to its end, or its first BODY_LIMIT bytes. One `read(n)` is not enough: it gives
+    what has arrived so far, and a body flushed in pieces would be cut at the first."""
+    parts: list[bytes] = []
+    size = 0
+    while size < BODY_LIMIT:
+        part = await resp.content.read(BODY_LIMIT - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 class ApiServerHttp:
@@ -123,14 +144,33 @@ class ApiServerHttp:
         self._pool = GetPool(limit, lambda: _tls(configuration))
         self._cached_headers: dict[str, str] = {}
         self._headers_until = 0.0
+        self._headers_lock = threading.Lock()  # one refresh at a time, whichever loop asks
+        self._refreshing: asyncio.Future[dict[str, str]] | None = None
 
-    def _headers(self) -> dict[str, str]:
+    async def _headers(self) -> dict[str, str]:
         """The client's own auth headers, asked again after HEADERS_FOR seconds: its hook refreshes
-        tokens (it re-reads the in-cluster token every minute), and costs ~0.1 ms a call."""
-        now = time.monotonic()
-        if self._headers_until <= now:
-            self._cached_headers, self._headers_until = self._auth_headers(), now + HEADERS_FOR
-        return self._cached_headers
+        tokens (it re-reads the in-cluster token every minute). Asked in a thread, never on the
+        loop: for a kubeconfig's exec plugin (EKS, GKE) or OIDC provider the hook runs a
+        subprocess or an HTTP request when the token has expired. Concurrent probes share one
+        refresh; an error of the hook is Unreachable, as it was through the official client."""
+        if self._headers_until > time.monotonic():
+            return self._cached_headers
+        loop = asyncio.get_running_loop()
+        refresh = self._refreshing
+        if refresh is None or refresh.done() or refresh.get_loop() is not loop:
+            refresh = self._refreshing = asyncio.ensure_future(asyncio.to_thread(self._fresh_headers))
+            refresh.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+        try:
+            return await asyncio.shield(refresh)  # a probe that gives up leaves it to the others
+        except Exception as exc:
+            raise Unreachable(f"Kubernetes credentials not available: {type(exc).__name__}") from None
+
+    def _fresh_headers(self) -> dict[str, str]:
+        with self._headers_lock:
+            now = time.monotonic()
+            if self._headers_until <= now:
+                self._cached_headers, self._headers_until = self._auth_headers(), now + HEADERS_FOR
+            return self._cached_headers
 
     def _auth_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json, */*"}
@@ -156,7 +196,7 @@ class ApiServerHttp:
             return await self._pool.get(
                 self._base + path,
                 timeout=timeout,
-                headers=self._headers(),
+                headers=self._headers,
                 server_hostname=self._server_hostname,
                 on_start=on_start,
                 start_by=start_by,
