@@ -23,6 +23,7 @@ from bot.shell.runtime import build_runtime
 from sandbox.apiserver.kinds import ApiError
 from sandbox.apiserver.wire import Response
 from tests.support.bot_server import BotServer
+from tests.support.gate import win_approval_and_die
 from tests.support.prom import without_digests
 from tests.test_bake import prometheus  # noqa: F401  (fixture)
 from tests.test_deploy import (
@@ -278,17 +279,7 @@ def _die_mid_switch(server: BotServer, change_id: str) -> None:
     """What a click's worker leaves behind when it dies right after winning the approval: the
     record in `applying`, holding an apply lease nobody renews."""
 
-    async def win_and_die() -> None:
-        gate = gate_of(server)
-        change = await gate.records.get(change_id)
-        await gate.records.write(
-            change,
-            state="applying",
-            decided_by="U0BOB",
-            lease=Lease("apply", "dead-worker", time.time() + LEASE),
-        )
-
-    server.call(win_and_die())
+    server.call(win_approval_and_die(gate_of(server).records, change_id, lease_seconds=LEASE))
 
 
 @pytest.mark.parametrize("switched", [False, True])

@@ -5,7 +5,6 @@ audit trail and the users table agreeing, and the DBA's function called at most 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -14,12 +13,12 @@ import pytest
 
 from bot.config.settings import Settings
 from bot.domain.gate.engine import Gate
-from bot.domain.gate.record import Lease
 from bot.shell.runtime import build_runtime
 from sandbox import demo
 from sandbox.payflow_db import BOT_ROLE, PayflowDatabase
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
+from tests.support.gate import win_approval_and_die
 from tests.support.pg_proxy import PgProxy
 from tests.test_users_commands import APPROVALS, LOCKED, _approval, _locks, users  # noqa: F401
 
@@ -147,15 +146,8 @@ def _die_mid_unlock(server: BotServer, change_id: str) -> None:
     """What a click's worker leaves when it dies after winning the approval: `applying`, with an
     apply lease nobody renews."""
 
-    async def win_and_die() -> None:
-        gate = Gate(server.runtime.dispatcher.deps)
-        change = await gate.records.get(change_id)
-        assert change is not None
-        await gate.records.write(
-            change, state="applying", decided_by="U0BOB", lease=Lease("apply", "dead", time.time() + LEASE)
-        )
-
-    server.call(win_and_die())
+    records = Gate(server.runtime.dispatcher.deps).records
+    server.call(win_approval_and_die(records, change_id, lease_seconds=LEASE))
 
 
 @pytest.mark.parametrize("called", [False, True])
