@@ -36,6 +36,7 @@ from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.support.blackhole import BlackHole
 from tests.support.bot_server import BotServer
 from tests.support.chat import Chat
+from tests.support.loopback import kubeconfig_at
 
 
 @pytest.fixture
@@ -44,25 +45,12 @@ def hole() -> Iterator[BlackHole]:
         yield server
 
 
-def hung_kubeconfig(path: Path, hole: BlackHole) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "hung", "cluster": {"server": hole.url}}],
-        "users": [{"name": "bot", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "hung", "context": {"cluster": "hung", "user": "bot", "namespace": "payflow"}}],
-        "current-context": "hung",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # Each gateway on its own: one connection per call, an error that names the dependency
 
 
 def test_kubernetes_read_costs_one_attempt(hole: BlackHole, tmp_path: Path) -> None:
-    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+    kube = Kube.connect("payflow", kubeconfig=str(kubeconfig_at(tmp_path / "kc", hole)), timeout=0.5)
     try:
         with pytest.raises(Unreachable) as info:
             asyncio.run(kube.deployments())
@@ -78,7 +66,7 @@ def test_kubernetes_service_proxy_costs_one_attempt_within_its_deadline(
     hole: BlackHole, tmp_path: Path
 ) -> None:
     """`/payflow health`'s probes through the API server (aiohttp, not the official client)."""
-    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+    kube = Kube.connect("payflow", kubeconfig=str(kubeconfig_at(tmp_path / "kc", hole)), timeout=0.5)
 
     async def probe() -> tuple[int, str]:
         try:
@@ -104,7 +92,7 @@ def test_kubernetes_service_proxy_through_an_http_proxy_stays_with_the_official_
 ) -> None:
     """A kubeconfig with `proxy-url`: the probes go where the client's other calls go (the
     proxy, here one that never answers), within one deadline, not around it."""
-    path = hung_kubeconfig(tmp_path / "kc", hole)
+    path = kubeconfig_at(tmp_path / "kc", hole)
     config = yaml.safe_load(path.read_text())
     config["clusters"][0]["cluster"].update(
         server="https://kubernetes.invalid:6443", **{"proxy-url": hole.url}
@@ -122,7 +110,7 @@ def test_kubernetes_service_proxy_through_an_http_proxy_stays_with_the_official_
 
 
 def test_kubernetes_write_is_never_resent_and_said_to_be_uncertain(hole: BlackHole, tmp_path: Path) -> None:
-    kube = Kube.connect("payflow", kubeconfig=str(hung_kubeconfig(tmp_path / "kc", hole)), timeout=0.5)
+    kube = Kube.connect("payflow", kubeconfig=str(kubeconfig_at(tmp_path / "kc", hole)), timeout=0.5)
     try:
         with pytest.raises(Unreachable) as info:
             asyncio.run(kube.write_scale("api-gateway-blue", 5, expected=3))
@@ -209,7 +197,7 @@ def _served(settings: Settings, catalog: Catalog, **parts: object) -> BotServer:
 def test_hung_kubernetes_api_status_names_it_and_help_still_answers(
     hole: BlackHole, tmp_path: Path, catalog: Catalog, slack: SlackApiStub, redis_url: str
 ) -> None:
-    kubeconfig = hung_kubeconfig(tmp_path / "kc", hole)
+    kubeconfig = kubeconfig_at(tmp_path / "kc", hole)
     settings = Settings(
         slack_bot_token=BOT_TOKEN,
         slack_signing_secret=SIGNING_SECRET,

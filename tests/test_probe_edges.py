@@ -33,6 +33,7 @@ from bot.gateways.kube_objects import Unreachable
 from sandbox.k8s_api import SandboxServer
 from sandbox.local import wait_until
 from tests.support.blackhole import BlackHole
+from tests.support.loopback import kubeconfig_at
 from tests.support.scripted_http import HANG, Script, ScriptedHttp, answer_json, chunk, head
 
 SERVICE = "api-gateway"
@@ -41,16 +42,7 @@ PROXY_PATH = b"GET /api/v1/namespaces/payflow/services/api-gateway-blue:8080/pro
 
 def _fake_apiserver(path: Path, server: ScriptedHttp) -> Kube:
     """A Kube whose API server is `server` (plain HTTP, a bearer token), on its aiohttp path."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-        "users": [{"name": "bot", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "bot", "namespace": "payflow"}}],
-        "current-context": "c",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return Kube.connect("payflow", kubeconfig=str(path), timeout=3)
+    return Kube.connect("payflow", kubeconfig=str(kubeconfig_at(path, server)), timeout=3)
 
 
 def _probed(catalog: Catalog, via: str, server: ScriptedHttp, timeout: float = 2.0) -> Catalog:

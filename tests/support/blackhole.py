@@ -12,61 +12,23 @@ retries": the test counts the connections and the requests the black hole saw.
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
-from types import TracebackType
-from typing import Self
+
+from tests.support.loopback import LoopbackServer
 
 
-class BlackHole:
-    host = "127.0.0.1"
-
+class BlackHole(LoopbackServer):
     def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind((self.host, 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._connections = 0
-        self._first_bytes: list[bytes] = []  # what each connection sent first (its request line)
-        self._sockets: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name=f"blackhole:{self.port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def connections(self) -> int:
-        with self._lock:
-            return self._connections
+        super().__init__("blackhole")
+        self._first_bytes: dict[int, bytes] = {}  # what each connection sent first (its request line)
 
     @property
     def requests(self) -> list[bytes]:
         """The first bytes each connection sent (for HTTP, the request line and headers)."""
         with self._lock:
-            return list(self._first_bytes)
+            return [self._first_bytes.get(i, b"") for i in range(len(self._sockets))]
 
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._connections += 1
-                self._sockets.append(conn)
-                index = len(self._first_bytes)
-                self._first_bytes.append(b"")
-            threading.Thread(target=self._swallow, args=(conn, index), daemon=True).start()
-
-    def _swallow(self, conn: socket.socket, index: int) -> None:
+    def _serve(self, conn: socket.socket, index: int) -> None:
         """Read and keep the first bytes; never write. Returns when the client gives up."""
         while True:
             try:
@@ -76,23 +38,6 @@ class BlackHole:
             if not data:
                 return
             with self._lock:
-                if len(self._first_bytes[index]) < 4096:
-                    self._first_bytes[index] += data[:4096]
-
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        self._listener.close()
-        with self._lock:
-            for conn in self._sockets:
-                with contextlib.suppress(OSError):
-                    conn.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+                kept = self._first_bytes.get(index, b"")
+                if len(kept) < 4096:
+                    self._first_bytes[index] = kept + data[:4096]

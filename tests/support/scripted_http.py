@@ -17,13 +17,11 @@ it, it counts what it saw (`requests`) and learns when a client hung up (`hung_u
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Self
+
+from tests.support.loopback import LoopbackServer
 
 HANG = object()
 Script = Iterable[bytes | float | object]
@@ -51,24 +49,12 @@ def answer_json(status: int, body: bytes) -> Callable[[bytes], Script]:
     return lambda _request: [head(status, length=len(body)) + body]
 
 
-class ScriptedHttp:
-    host = "127.0.0.1"
-
+class ScriptedHttp(LoopbackServer):
     def __init__(self, answer: Callable[[bytes], Script]) -> None:
+        super().__init__("scripted")
         self._answer = answer
-        self._listener = socket.socket()
-        self._listener.bind((self.host, 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
         self._requests: list[bytes] = []
         self._hung_up = 0
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, name=f"scripted:{self.port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def requests(self) -> list[bytes]:
@@ -82,21 +68,7 @@ class ScriptedHttp:
         with self._lock:
             return self._hung_up
 
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._sockets.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, index: int) -> None:
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
@@ -123,20 +95,3 @@ class ScriptedHttp:
             except OSError:
                 with self._lock:
                     self._hung_up += 1
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for conn in self._sockets:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
