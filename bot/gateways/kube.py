@@ -373,7 +373,7 @@ class Kube:
             services = asyncio.ensure_future(self.services())
             workloads = asyncio.gather(self.deployments(), self.pods())
             rest = asyncio.gather(services, workloads)
-            read.services.set_result(await asyncio.shield(services))
+            read.services.set_result(await services)
             deployments, pods = await workloads
             read.snapshot.set_result(Snapshot(deployments, pods, ingresses, read.services.result()))
         except BaseException as exc:

@@ -3,8 +3,8 @@ the API server's service proxy or directly. Through the official Kubernetes clie
 cost ~0.65 ms of CPU plus a hop to a pool thread (and eight threads fighting for the GIL doubled
 that); httpx's async client ~2 ms; aiohttp with kept-alive connections ~0.2 ms.
 
-`GetPool` is one aiohttp session per event loop (a session belongs to the loop that made it)
-with at most `limit` requests in flight; `ApiServerHttp` is the API server through it, read from
+`GetPool` is one aiohttp session per event loop (`per_loop.PerLoop`) with at most `limit`
+requests in flight; `ApiServerHttp` is the API server through it, read from
 the official client's configuration — same server, CA, client certificate and bearer token
 (refreshed by the client's own hook, so in-cluster tokens rotate). Everything else stays on the
 official client (`kube.Kube`)."""
@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from bot.gateways.kube_objects import NotStarted, Unreachable
+from bot.gateways.per_loop import PerLoop
 
 BODY_LIMIT = 64 * 1024  # a /health answer is small; a proxied page is never read whole
 HEADERS_FOR = 1.0  # seconds the auth headers are reused (a health of 1,000 probes asks once)
@@ -58,22 +59,13 @@ class GetPool:
         self._limit = limit
         self._make_tls = tls
         self._tls: ssl.SSLContext | bool | None = None  # built on first use (it reads CA files)
-        self._sessions: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
+        self._sessions = PerLoop(self._new_session)
 
-    def _session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        made = self._sessions.get(loop)
-        if made is None:
-            for old in [old for old in self._sessions if old.is_closed()]:
-                del self._sessions[old]  # its loop is gone, and its sockets with it
-            if self._tls is None:
-                self._tls = self._make_tls() if self._make_tls is not None else True
-            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._tls)
-            made = self._sessions[loop] = (
-                aiohttp.ClientSession(connector=connector),
-                asyncio.Semaphore(self._limit),
-            )
-        return made
+    def _new_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        if self._tls is None:
+            self._tls = self._make_tls() if self._make_tls is not None else True
+        connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._tls)
+        return aiohttp.ClientSession(connector=connector), asyncio.Semaphore(self._limit)
 
     async def get(
         self,
@@ -92,7 +84,7 @@ class GetPool:
         TimeoutError when there was no whole answer within `timeout` (a body that trickles or
         stalls included); aiohttp.ClientError or OSError when there was no answer at all."""
         loop = asyncio.get_running_loop()
-        session, slots = self._session()
+        session, slots = self._sessions.get()
         wait = None if start_by is None else max(0.0, start_by - loop.time())
         try:
             # Not asyncio.wait_for: on Python 3.11 it hands back a slot taken just as its caller
@@ -115,7 +107,7 @@ class GetPool:
 
     async def close(self) -> None:
         """Close the session of the running loop (the others' loops are gone or not ours)."""
-        made = self._sessions.pop(asyncio.get_running_loop(), None)
+        made = self._sessions.pop()
         if made is not None:
             await made[0].close()
 

@@ -29,6 +29,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.base.messages import MessageRef
 from bot.base.redact import redact, redact_file, redact_payload
 from bot.gateways.outbox import Outbox
+from bot.gateways.per_loop import PerLoop
 
 
 @dataclass(frozen=True)
@@ -154,25 +155,22 @@ class SlackGateway:
         self.outbox = outbox
         self.on_event = on_event or (lambda event, method, reason: None)
         self._message_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._sessions = PerLoop(
+            lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
+        )
 
     def _web(self) -> AsyncWebClient:
         """The client, with one kept-alive session per event loop for every Web API call:
         slack_sdk otherwise opens a session — a new TLS handshake with slack.com — per call."""
-        loop = asyncio.get_running_loop()
-        session = self.client.session
-        if self._session_loop is not loop or session is None or session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.client.timeout)
-            self.client.session = aiohttp.ClientSession(timeout=timeout)
-            self._session_loop = loop
+        self.client.session = self._sessions.get()
         return self.client
 
     async def close(self) -> None:
         """Close the Web API session of the running loop (when the process stops)."""
-        session = self.client.session
-        if self._session_loop is asyncio.get_running_loop() and session is not None:
+        session = self._sessions.pop()
+        if session is not None:
             await session.close()
-        self.client.session, self._session_loop = None, None
+        self.client.session = None
 
     # -- the delivery loop ------------------------------------------------------------------
 
